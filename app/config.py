@@ -1,0 +1,90 @@
+"""One Settings object, read from ``VRFT_*`` environment variables.
+
+With nothing set vrft runs *embedded*: a SQLite file and a local object folder under ``data_dir``,
+no broker (the API process runs jobs itself). Every production dependency is one variable away.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Credentials that ship in examples and compose files; refusing them outside development mode keeps
+# a copy-pasted config from going live with a guessable secret.
+WELL_KNOWN_SECRETS = frozenset({"", "minioadmin", "admin", "secret", "password", "changeme", "vrft", "vrft-secret"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VRFT_", extra="ignore")
+
+    # -- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(default=Path(".vrft"), description="Embedded SQLite file, local objects, caches.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir.")
+    broker_url: str | None = Field(default=None, description="Celery broker (Redis); none = embedded worker.")
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = Field(default=None, description="Objects go to S3 when set, else to data_dir/objects.")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    presigned_url_ttl_s: int = 600
+
+    # -- limits (user input) -----------------------------------------------------------------
+    max_upload_bytes: int = 2 * 1024**3
+    max_image_pixels: int = 40_000_000
+    max_rows: int = 100_000
+    max_archive_ratio: float = 100.0
+    max_archive_bytes: int = 8 * 1024**3
+    inline_validation_bytes: int = 16 * 1024**2  # smaller uploads validate before the response
+
+    # -- models ------------------------------------------------------------------------------
+    # name -> local folder or hub id, e.g. VRFT_BASE_MODELS='{"Qwen/Qwen2-VL-2B-Instruct": "/models/q2vl"}'
+    base_models: dict[str, str] = Field(default_factory=dict)
+    model_cache: Path | None = Field(default=None, description="Built-in tiny models and downloaded datasets; default data_dir/cache.")
+
+    # -- behaviour ---------------------------------------------------------------------------
+    python_grader_enabled: bool = False
+    dev_mode: bool = Field(default=False, description="Allows insecure settings (public bind, default secrets).")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    poll_interval_ms: int = 2000
+    log_level: str = "INFO"
+
+    # -- worker ------------------------------------------------------------------------------
+    heartbeat_interval_s: float = 10.0
+    heartbeat_stale_s: float = 120.0
+    max_job_attempts: int = 3
+    longest_job_s: int = 48 * 3600
+    embedded_worker: bool = Field(default=True, description="Run jobs in the API process when no broker is set.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'vrft.db').resolve()}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.model_cache or (self.data_dir / "cache")
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    def insecure_reasons(self, host: str | None = None) -> list[str]:
+        """Why this configuration must not serve outside development mode (empty = fine)."""
+        host = host or self.host
+        public = host not in ("127.0.0.1", "localhost", "::1")
+        reasons = []
+        if public and self.s3_bucket and self.s3_secret_access_key in WELL_KNOWN_SECRETS:
+            reasons.append("VRFT_S3_SECRET_ACCESS_KEY is a well-known default secret on a public bind")
+        if public and self.database_url is None:
+            reasons.append("the embedded SQLite database is for a single local user, not a public bind")
+        return reasons
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

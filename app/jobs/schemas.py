@@ -1,0 +1,116 @@
+"""Request bodies and the wire shape of jobs, events and checkpoints (OpenAI's, plus vrft's fields)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.jobs.models import Checkpoint, Job, JobEvent
+
+
+class ReinforcementMethod(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grader: dict[str, Any]
+    hyperparameters: dict[str, Any] | None = None
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["reinforcement"]
+    reinforcement: ReinforcementMethod
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=256)
+    training_file: str
+    validation_file: str | None = None
+    suffix: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    method: Method
+    integrations: list[Any] | None = None
+    # vrft: sample, grade and time a few steps' worth of rollouts instead of training
+    dry_run: bool = False
+    dry_run_samples: int = Field(default=8, ge=1, le=256)
+
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def job_object(job: Job, *, queue_position: int | None = None) -> dict:
+    method = dict(job.method)
+    hp = job.resolved_hyperparameters or (method.get("reinforcement") or {}).get("hyperparameters") or {}
+    error = None
+    if job.error_code:
+        error = {"code": job.error_code, "message": job.error_message or "", "param": job.error_param}
+    return {
+        "id": job.id,
+        "object": "fine_tuning.job",
+        "model": job.model,
+        "status": job.status,
+        "created_at": int(job.created_at),
+        "finished_at": int(job.finished_at) if job.finished_at else None,
+        "fine_tuned_model": job.fine_tuned_model,
+        "organization_id": job.project_id,
+        "training_file": job.training_file_id,
+        "validation_file": job.validation_file_id,
+        "hyperparameters": {
+            "n_epochs": hp.get("n_epochs", "auto"),
+            "batch_size": hp.get("batch_size", "auto"),
+            "learning_rate_multiplier": hp.get("learning_rate_multiplier", "auto"),
+        },
+        "method": method,
+        "error": error,
+        "result_files": [],
+        "trained_tokens": job.trained_tokens,
+        "seed": job.seed,
+        "metadata": job.metadata_,
+        "user_provided_suffix": job.suffix,
+        "integrations": [],
+        "estimated_finish": int(job.estimated_finish) if job.estimated_finish else None,
+        # vrft
+        "progress": {"step": job.step, "total_steps": job.total_steps},
+        "queue_position": queue_position if job.status == "queued" else None,
+        "latest_reward": job.latest_reward,
+        "attempt": job.attempt,
+        "dry_run": job.dry_run,
+        "dry_run_report": job.dry_run_report,
+        "resolved_hyperparameters": job.resolved_hyperparameters,
+    }
+
+
+def event_object(ev: JobEvent) -> dict:
+    return {
+        "id": ev.public_id,
+        "object": "fine_tuning.job.event",
+        "created_at": int(ev.created_at),
+        "level": ev.level,
+        "message": ev.message,
+        "type": ev.type,
+        "data": ev.data,
+    }
+
+
+def checkpoint_object(ck: Checkpoint, job: Job) -> dict:
+    return {
+        "id": ck.id,
+        "object": "fine_tuning.job.checkpoint",
+        "created_at": int(ck.created_at),
+        "step_number": ck.step,
+        "metrics": ck.metrics or {},
+        "fine_tuned_model_checkpoint": f"{job.fine_tuned_model or _model_name(job)}:ckpt-step-{ck.step}",
+        "fine_tuning_job_id": job.id,
+    }
+
+
+def _model_name(job: Job) -> str:
+    return fine_tuned_model_name(job)
+
+
+def fine_tuned_model_name(job: Job) -> str:
+    return f"ft:{job.model}:{job.project_id}:{job.suffix or ''}:{job.id}"

@@ -1,0 +1,229 @@
+"""Jobs: create (validate everything a worker would trip on, up front), read, control.
+
+Statuses: validating_files → queued → running → succeeded | failed | cancelled, plus paused.
+The API changes status only where no worker is involved (cancel/pause a queued job, resume a paused
+one); a running job gets a ``control_request`` the worker honours between steps — except cancel,
+which flips the status at once (the worker sees it at its next step and stops, keeping checkpoints).
+"""
+
+from __future__ import annotations
+
+import random
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app import catalog
+from app.config import Settings
+from app.db import now
+from app.errors import ErrorCode, ServiceError
+from app.files.models import File
+from app.ids import new_id
+from app.jobs import hyperparameters as hparams
+from app.jobs.models import Checkpoint, Job, JobEvent
+from app.jobs.schemas import TERMINAL, JobCreate, fine_tuned_model_name
+from app.pagination import check_limit, page
+
+HP_PARAM = "method.reinforcement.hyperparameters"
+
+
+def add_event(session: Session, job_id: str, message: str, *, level: str = "info", type: str = "message",
+              data: dict | None = None) -> JobEvent:
+    ev = JobEvent(job_id=job_id, message=message, level=level, type=type, data=data)
+    session.add(ev)
+    return ev
+
+
+def _usable_file(session: Session, project_id: str, file_id: str, param: str) -> File:
+    file = session.scalar(sa.select(File).where(File.id == file_id, File.project_id == project_id))
+    if file is None:
+        raise ServiceError(ErrorCode.FILE_NOT_FOUND, f"No file with id {file_id!r}.", param)
+    if file.status != "processed":
+        detail = f" ({file.status_details})" if file.status_details else ""
+        raise ServiceError(
+            ErrorCode.FILE_NOT_READY,
+            f"File {file_id} is '{file.status}'{detail}; a job needs a 'processed' file.",
+            param,
+        )
+    return file
+
+
+def _parse_hyperparameters(raw: dict | None) -> hparams.Hyperparameters:
+    try:
+        return hparams.check(hparams.Hyperparameters.model_validate(raw or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ServiceError(ErrorCode.UNKNOWN_FIELD, f"Unknown hyperparameter '{loc}'.", f"{HP_PARAM}.{loc}") from exc
+        raise ServiceError(ErrorCode.INVALID_HYPERPARAMETER, f"Hyperparameter '{loc}': {err['msg']}.",
+                           f"{HP_PARAM}.{loc}") from exc
+    except ValueError as exc:
+        raise ServiceError(ErrorCode.INVALID_HYPERPARAMETER, str(exc), HP_PARAM) from exc
+
+
+def _check_grader(grader: dict, settings: Settings, files: list[File]) -> dict:
+    from app.graders import template_fields, validate_grader
+
+    normalised = validate_grader(grader, allow_python=settings.python_grader_enabled)
+    for file in files:
+        available = set((file.report or {}).get("reference_fields") or [])
+        missing = sorted(set(template_fields(normalised)) - available)
+        if missing:
+            raise ServiceError(
+                ErrorCode.INVALID_GRADER,
+                f"The grader reads {{{{item.{missing[0]}}}}} but file {file.id} has no field '{missing[0]}' "
+                f"(its fields: {', '.join(sorted(available)) or 'none'}).",
+                "method.reinforcement.grader",
+            )
+    return normalised
+
+
+def create_job(session: Session, *, project_id: str, req: JobCreate, settings: Settings) -> Job:
+    if not catalog.is_known(settings, req.model):
+        known = ", ".join(sorted(catalog.base_models(settings)))
+        raise ServiceError(ErrorCode.MODEL_NOT_FOUND, f"Unknown base model {req.model!r}; available: {known}.", "model")
+    train = _usable_file(session, project_id, req.training_file, "training_file")
+    files = [train]
+    val = None
+    if req.validation_file:
+        val = _usable_file(session, project_id, req.validation_file, "validation_file")
+        files.append(val)
+    hp = _parse_hyperparameters(req.method.reinforcement.hyperparameters)
+    grader = _check_grader(req.method.reinforcement.grader, settings, files)
+
+    train_rows = (train.report or {}).get("rows_valid", 0)
+    val_rows = (val.report or {}).get("rows_valid", 0) if val else 0
+    resolved = hparams.resolve(hp, train_rows=train_rows, val_rows=val_rows)
+    method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hp.model_dump()}}
+    ts = now()
+    job = Job(
+        id=new_id("ftjob"), project_id=project_id, model=req.model, status="queued",
+        training_file_id=train.id, validation_file_id=val.id if val else None, suffix=req.suffix,
+        seed=req.seed if req.seed is not None else random.randrange(2**31), metadata_=req.metadata,
+        method=method, resolved_hyperparameters=resolved, dry_run=req.dry_run,
+        total_steps=0 if req.dry_run else resolved["max_steps"], step=0, created_at=ts, enqueued_at=ts,
+    )
+    if req.dry_run:
+        job.resolved_hyperparameters = {**resolved, "dry_run_samples": req.dry_run_samples}
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, f"Created fine-tuning job: {job.id}")
+    add_event(session, job.id, "Validated training and validation files" if val else "Validated training file")
+    add_event(session, job.id, "Dry run queued: sampling and grading, no training" if req.dry_run
+              else f"Job queued: {resolved['max_steps']} steps of {resolved['batch_size']} prompts × "
+                   f"{resolved['group_size']} completions")
+    session.flush()
+    return job
+
+
+def get_job(session: Session, *, project_id: str, job_id: str, for_update: bool = False) -> Job:
+    query = sa.select(Job).where(Job.id == job_id, Job.project_id == project_id)
+    if for_update:
+        query = query.with_for_update()
+    job = session.scalar(query)
+    if job is None:
+        raise ServiceError(ErrorCode.JOB_NOT_FOUND, f"No fine-tuning job with id {job_id!r}.")
+    return job
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """1-based place among all queued jobs (the GPUs are shared by every project)."""
+    if job.status != "queued":
+        return None
+    ahead = session.scalar(
+        sa.select(sa.func.count()).select_from(Job).where(
+            Job.status == "queued",
+            sa.tuple_(Job.enqueued_at, Job.id) < sa.tuple_(job.enqueued_at or job.created_at, job.id),
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+def list_jobs(session: Session, *, project_id: str, after: str | None, limit: int, status: str | None = None):
+    query = sa.select(Job).where(Job.project_id == project_id)
+    if status:
+        query = query.where(Job.status == status)
+    return page(session, query, Job, after=after, limit=limit)
+
+
+def _illegal(job: Job, action: str) -> ServiceError:
+    return ServiceError(ErrorCode.INVALID_STATE, f"Cannot {action} job {job.id}: it is '{job.status}'.", "status")
+
+
+def cancel_job(session: Session, *, project_id: str, job_id: str) -> Job:
+    job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
+    if job.status in TERMINAL:
+        raise _illegal(job, "cancel")
+    job.status = "cancelled"
+    job.control_request = None
+    job.finished_at = now()
+    add_event(session, job.id, "Job cancelled by user; checkpoints are kept")
+    session.flush()
+    return job
+
+
+def pause_job(session: Session, *, project_id: str, job_id: str) -> Job:
+    job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
+    if job.dry_run or job.status not in ("queued", "running", "validating_files"):
+        raise _illegal(job, "pause")
+    if job.status == "running":
+        job.control_request = "pause"  # the worker checkpoints, then sets 'paused'
+        add_event(session, job.id, "Pause requested; the worker pauses after writing a checkpoint")
+    else:
+        job.status = "paused"
+        add_event(session, job.id, "Job paused before it started")
+    session.flush()
+    return job
+
+
+def resume_job(session: Session, *, project_id: str, job_id: str) -> Job:
+    job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
+    if job.status != "paused":
+        raise _illegal(job, "resume")
+    job.status = "queued"
+    job.control_request = None
+    job.enqueued_at = now()
+    add_event(session, job.id, f"Job resumed; it continues from step {job.step}")
+    session.flush()
+    return job
+
+
+def list_events(session: Session, *, job: Job, after: str | None, limit: int, type: str | None = None):
+    """Newest first; ``after`` is an event id, the page continues with older events."""
+    check_limit(limit)
+    query = sa.select(JobEvent).where(JobEvent.job_id == job.id)
+    if type:
+        query = query.where(JobEvent.type == type)
+    if after:
+        try:
+            seq = int(after.removeprefix("ftevent-"))
+        except ValueError:
+            raise ServiceError(ErrorCode.VALIDATION_ERROR, f"Unknown cursor {after!r}.", "after") from None
+        query = query.where(JobEvent.seq < seq)
+    rows = list(session.scalars(query.order_by(JobEvent.seq.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def events_since(session: Session, *, job_id: str, seq: int, limit: int = 500) -> list[JobEvent]:
+    """Oldest first, for streaming."""
+    return list(session.scalars(
+        sa.select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > seq).order_by(JobEvent.seq).limit(limit)
+    ))
+
+
+def list_checkpoints(session: Session, *, job: Job, after: str | None, limit: int):
+    query = sa.select(Checkpoint).where(Checkpoint.job_id == job.id)
+    return page(session, query, Checkpoint, after=after, limit=limit)
+
+
+def get_checkpoint(session: Session, *, job: Job, checkpoint_id: str) -> Checkpoint:
+    ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.id == checkpoint_id))
+    if ck is None:
+        raise ServiceError(ErrorCode.CHECKPOINT_NOT_FOUND, f"No checkpoint {checkpoint_id!r} in job {job.id}.")
+    return ck
+
+
+def model_name(job: Job) -> str:
+    return fine_tuned_model_name(job)
