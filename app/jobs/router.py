@@ -105,26 +105,21 @@ def resume_job(job_id: str, response: Response, project_id: str = Depends(curren
 
 
 @router.get("/{job_id}/events")
-async def list_events(
+def list_events(
     job_id: str,
     after: str | None = None,
     limit: int = Query(default=20),
     type: str | None = None,
     stream: bool = False,
     project_id: str = Depends(current_project),
+    session: Session = Depends(get_session),
 ):
-    def fetch():
-        with get_sessionmaker()() as session:
-            job = service.get_job(session, project_id=project_id, job_id=job_id)
-            rows, has_more = service.list_events(session, job=job, after=after, limit=limit, type=type)
-            return [event_object(e) for e in rows], has_more
-
-    if not stream:
-        data, has_more = await run_in_threadpool(fetch)
-        return {"object": "list", "data": data, "has_more": has_more}
-    await run_in_threadpool(fetch)  # 404 before the stream starts
-    return StreamingResponse(_sse(project_id, job_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    job = service.get_job(session, project_id=project_id, job_id=job_id)
+    if stream:
+        return StreamingResponse(_sse(project_id, job.id), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    rows, has_more = service.list_events(session, job=job, after=after, limit=limit, type=type)
+    return {"object": "list", "data": [event_object(e) for e in rows], "has_more": has_more}
 
 
 async def _sse(project_id: str, job_id: str):

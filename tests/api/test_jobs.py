@@ -1,0 +1,184 @@
+import sqlalchemy as sa
+
+from tests.factories import CLASSIFICATION_GRADER, job_body, jsonl, upload, visual_rft_rows
+
+
+def _file(client, n=4):
+    return upload(client, jsonl(visual_rft_rows(n))).json()["id"]
+
+
+def test_create_retrieve_list(api_client):
+    fid = _file(api_client)
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid, suffix="colours", metadata={"team": "cv"}))
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["object"] == "fine_tuning.job" and job["id"].startswith("ftjob-")
+    assert job["status"] == "queued" and job["queue_position"] >= 1
+    assert job["training_file"] == fid and job["model"] == "vrft/tiny-qwen2-vl"
+    assert job["progress"] == {"step": 0, "total_steps": 2}
+    assert job["method"]["type"] == "reinforcement"
+    assert job["method"]["reinforcement"]["grader"]["type"] == "visual_rft"
+    assert job["metadata"] == {"team": "cv"} and job["user_provided_suffix"] == "colours"
+    assert r.headers["X-Poll-After-Ms"]
+    got = api_client.get(f"/v1/fine_tuning/jobs/{job['id']}").json()
+    assert got["id"] == job["id"]
+    listed = api_client.get("/v1/fine_tuning/jobs").json()
+    assert listed["object"] == "list" and [j["id"] for j in listed["data"]] == [job["id"]]
+    events = api_client.get(f"/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]
+    assert events and all(e["object"] == "fine_tuning.job.event" for e in events)
+    assert "Created fine-tuning job" in events[-1]["message"]  # newest first
+
+
+def test_auto_hyperparameters_resolve(api_client):
+    fid = _file(api_client, 6)
+    body = job_body(fid)
+    body["method"]["reinforcement"]["hyperparameters"] = {}
+    job = api_client.post("/v1/fine_tuning/jobs", json=body).json()
+    hp = job["resolved_hyperparameters"]
+    assert hp["batch_size"] == 6 and hp["group_size"] == 8 and hp["beta"] == 0.04
+    assert hp["max_steps"] == hp["n_epochs"] and job["progress"]["total_steps"] == hp["max_steps"]
+
+
+def test_unknown_hyperparameter_is_422_naming_it(api_client):
+    body = job_body(_file(api_client))
+    body["method"]["reinforcement"]["hyperparameters"]["learnin_rate"] = 1e-4
+    r = api_client.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "unknown_field" and err["param"].endswith("learnin_rate") and "learnin_rate" in err["message"]
+
+
+def test_bad_hyperparameter_value(api_client):
+    body = job_body(_file(api_client))
+    body["method"]["reinforcement"]["hyperparameters"]["loss_type"] = "ppo"
+    r = api_client.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 422 and r.json()["error"]["param"].endswith("loss_type")
+
+
+def test_unknown_top_level_field(api_client):
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client), colour="blue"))
+    assert r.status_code == 422 and r.json()["error"]["param"] == "colour"
+
+
+def test_unknown_model(api_client):
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client), model="gpt-17"))
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "model_not_found" and err["param"] == "model" and "vrft/tiny-qwen2-vl" in err["message"]
+
+
+def test_other_projects_file(api_client, other_client):
+    theirs = _file(other_client)
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(theirs))
+    assert r.status_code == 404 and r.json()["error"]["param"] == "training_file"
+
+
+def test_unprocessed_file(api_client, db_session):
+    from app.files.models import File
+
+    fid = _file(api_client)
+    db_session.execute(sa.update(File).where(File.id == fid).values(status="uploaded"))
+    db_session.commit()
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid))
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "file_not_processed" and r.json()["error"]["param"] == "training_file"
+
+
+def test_grader_of_unknown_type(api_client):
+    body = job_body(_file(api_client))
+    body["method"]["reinforcement"]["grader"] = {"type": "telepathy", "name": "x"}
+    r = api_client.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_grader" and r.json()["error"]["param"].startswith("grader")
+
+
+def test_grader_template_field_missing_from_dataset(api_client):
+    body = job_body(_file(api_client))
+    body["method"]["reinforcement"]["grader"] = {
+        "type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+        "reference": "{{item.label}}", "operation": "eq"}
+    r = api_client.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 422 and "label" in r.json()["error"]["message"]
+
+
+def test_python_grader_disabled_by_default(api_client):
+    body = job_body(_file(api_client))
+    body["method"]["reinforcement"]["grader"] = {
+        "type": "python", "name": "py", "source": "def grade(sample, item):\n    return 1.0\n"}
+    r = api_client.post("/v1/fine_tuning/jobs", json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "python_grader_disabled"
+
+
+def test_state_transitions(api_client):
+    fid = _file(api_client)
+    jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid)).json()["id"]
+    base = f"/v1/fine_tuning/jobs/{jid}"
+    assert api_client.post(f"{base}/resume").status_code == 409
+    assert api_client.post(f"{base}/pause").json()["status"] == "paused"
+    assert api_client.post(f"{base}/pause").status_code == 409
+    resumed = api_client.post(f"{base}/resume").json()
+    assert resumed["status"] == "queued"
+    cancelled = api_client.post(f"{base}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"]
+    r = api_client.post(f"{base}/cancel")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_state_transition"
+    assert api_client.post(f"{base}/resume").status_code == 409
+    assert api_client.get(f"{base}/adapter").status_code == 409
+
+
+def test_running_job_pause_is_a_request(api_client, db_session):
+    from app.jobs.models import Job
+
+    jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client))).json()["id"]
+    db_session.execute(sa.update(Job).where(Job.id == jid).values(status="running"))
+    db_session.commit()
+    job = api_client.post(f"/v1/fine_tuning/jobs/{jid}/pause").json()
+    assert job["status"] == "running"
+    assert db_session.scalar(sa.select(Job.control_request).where(Job.id == jid)) == "pause"
+
+
+def test_file_in_use_cannot_be_deleted(api_client):
+    fid = _file(api_client)
+    api_client.post("/v1/fine_tuning/jobs", json=job_body(fid))
+    r = api_client.delete(f"/v1/files/{fid}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "file_in_use"
+
+
+def test_idempotent_create(api_client):
+    body = job_body(_file(api_client))
+    a = api_client.post("/v1/fine_tuning/jobs", json=body, headers={"Idempotency-Key": "abc"}).json()
+    b = api_client.post("/v1/fine_tuning/jobs", json=body, headers={"Idempotency-Key": "abc"}).json()
+    assert a["id"] == b["id"] and len(api_client.get("/v1/fine_tuning/jobs").json()["data"]) == 1
+
+
+def test_other_projects_job_is_404(api_client, other_client):
+    jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client))).json()["id"]
+    for method, suffix in (("get", ""), ("post", "/cancel"), ("post", "/pause"), ("get", "/events"),
+                           ("get", "/checkpoints"), ("get", "/adapter")):
+        r = getattr(other_client, method)(f"/v1/fine_tuning/jobs/{jid}{suffix}")
+        assert r.status_code == 404, (suffix, r.text)
+
+
+def test_queue_position_orders_jobs(api_client):
+    fid = _file(api_client)
+    first = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid)).json()
+    second = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid)).json()
+    assert second["queue_position"] == first["queue_position"] + 1
+
+
+def test_models_lists_builtin_tiny(api_client):
+    ids = [m["id"] for m in api_client.get("/v1/models").json()["data"]]
+    assert "vrft/tiny-qwen2-vl" in ids
+
+
+def test_operations_endpoints(api_client):
+    assert api_client.get("/healthz").json() == {"status": "ok"}
+    ready = api_client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["storage"] == "ok"
+    assert "vrft_http_requests_total" in api_client.get("/metrics").text
+    assert "/v1/fine_tuning/jobs" in api_client.get("/openapi.json").json()["paths"]
+
+
+def test_invalid_json_body_is_400(api_client):
+    r = api_client.post("/v1/fine_tuning/jobs", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and r.json()["error"]["message"]
