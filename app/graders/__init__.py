@@ -1,0 +1,32 @@
+"""Graders: the reward spec a job carries, validated by the API and scored by the trainer.
+
+Pure Python (no torch, no database, no FastAPI outside ``router.py``) so both sides import it.
+
+    validate_grader(spec, *, allow_python=False) -> dict   # normalised, or ServiceError naming the field
+    score(grader, samples, items) -> ScoreResult             # rewards, sub_rewards, flags; never raises per sample
+    grader_names(spec) -> list[str]                          # sub-reward names the trainer logs
+    template_fields(spec) -> set[str]                        # item fields the templates read
+    check_item_fields(spec, available) -> None               # ServiceError naming a template reading an absent field
+"""
+
+from app.graders.scoring import (
+    FLAGS,
+    ScoreResult,
+    check_item_fields,
+    expand_preset,
+    grader_names,
+    score,
+    template_fields,
+)
+from app.graders.spec import validate_grader
+
+__all__ = [
+    "FLAGS",
+    "ScoreResult",
+    "check_item_fields",
+    "expand_preset",
+    "grader_names",
+    "score",
+    "template_fields",
+    "validate_grader",
+]

@@ -1,0 +1,101 @@
+"""The scoring framework shared by every grader: flags, per-call state, and the leaf base class.
+
+A leaf returns a reward or raises ``Flag``; ``Leaf.evaluate`` records the flag and scores 0, so one
+bad completion never aborts a batch — and nothing is swallowed: every failure is a named flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.graders import parsing, templates
+
+FLAGS = (
+    "sample_parse_error",  # the completion's answer could not be parsed
+    "missing_answer",  # no <answer>…</answer> (or an empty one)
+    "reference_parse_error",  # the item's ground truth could not be parsed
+    "missing_item_field",  # a template names an item field this row lacks
+    "missing_image_size",  # a coordinate conversion needs image_size / resized_image_size
+    "invalid_formula_result",  # multi formula divided by zero or gave a non-finite number
+    "python_grader_runtime_error",  # grade() raised, returned a non-number, or its process died
+    "python_grader_memory_limit",  # grade() ran out of its memory limit
+    "python_grader_blocked_operation",  # grade() tried network, processes or file writes
+    "timeout",  # grade() ran past its time limit
+)
+
+
+@dataclass
+class ScoreResult:
+    rewards: list[float]
+    sub_rewards: dict[str, list[float]]  # per leaf grader, unweighted
+    flags: dict[str, list[bool]]  # every name in FLAGS, one bool per sample
+
+
+class Flag(Exception):
+    def __init__(self, *names: str):
+        super().__init__(names[0])
+        self.names = names
+
+
+class Run:
+    """Per-call state, so one compiled tree can serve concurrent calls."""
+
+    def __init__(self, n: int, keys: list[str]):
+        self.flags = {f: [False] * n for f in FLAGS}
+        self.subs = {k: [0.0] * n for k in keys}
+        self.batch: dict[int, Any] = {}
+
+
+def render_value(template, sample: dict, item: dict) -> Any:
+    """A compiled template's value; a field the row lacks is a flag, not an exception escaping."""
+    try:
+        return template(sample, item)
+    except templates.MissingField as exc:
+        raise Flag("missing_item_field" if exc.ref.startswith("item.") else "sample_parse_error")
+
+
+def render_text(template, sample: dict, item: dict) -> str:
+    return templates.as_text(render_value(template, sample, item))
+
+
+class Leaf:
+    """A grader that scores one sample; ``key`` is its sub-reward name."""
+
+    def __init__(self, key: str, spec: dict):
+        self.key = key
+        self.spec = spec
+
+    def keys(self) -> list[str]:
+        return [self.key]
+
+    def prepare(self, samples: list[dict], items: list[dict], run: Run) -> None:
+        pass
+
+    def evaluate(self, i: int, sample: dict, item: dict, memo: dict, run: Run) -> float:
+        try:
+            reward = self.reward(i, sample, item, memo, run)
+        except Flag as flag:
+            for name in flag.names:
+                run.flags[name][i] = True
+            reward = 0.0
+        run.subs[self.key][i] = reward
+        return reward
+
+    def reward(self, i: int, sample: dict, item: dict, memo: dict, run: Run) -> float:
+        raise NotImplementedError
+
+
+def answer(template, sample, item, extract: bool, *, allow_unterminated: bool) -> str:
+    """The completion's ``<answer>`` body (or the whole text when ``extract`` is off)."""
+    text = render_text(template, sample, item)
+    if not extract:
+        return text.strip()
+    body = parsing.answer_text(text, allow_unterminated=allow_unterminated)
+    if not body:
+        raise Flag("missing_answer")
+    return body
+
+
+def reference(template, sample, item) -> str:
+    return parsing.reference_text(render_text(template, sample, item))

@@ -1,0 +1,171 @@
+"""Vision graders (VISUAL_RFT.md): detection IoU and confidence, grounding (GIoU + 1 or IoU),
+point-in-box, count and JSON-schema checks. Predictions and ground truth are brought to one frame
+(``norm1``) when their coordinate conventions differ; a missing image size is a flag."""
+
+from __future__ import annotations
+
+import json
+
+from app.graders import boxes as bx
+from app.graders import json_schema, parsing, templates
+from app.graders.nodes import Flag, Leaf, answer, reference, render_value
+
+
+class Vision(Leaf):
+    def __init__(self, key, spec):
+        super().__init__(key, spec)
+        self.input = templates.compile_template(spec["input"])
+        self.reference = templates.compile_template(spec["reference"])
+        self.extract = spec["extract_answer"]
+        self.coords = spec["coords"]
+        self.reference_coords = spec["reference_coords"]
+
+    def answer(self, sample, item) -> str:
+        return answer(self.input, sample, item, self.extract, allow_unterminated=True)
+
+    def scales(self, sample) -> tuple[tuple[float, float], tuple[float, float]]:
+        try:
+            return bx.scale_for(self.coords, sample), bx.scale_for(self.reference_coords, sample)
+        except bx.MissingImageSize:
+            raise Flag("missing_image_size") from None
+
+
+class Detection(Vision):
+    """box_iou / box_confidence: one parse-and-match per sample, shared through ``memo``."""
+
+    def __init__(self, key, spec):
+        super().__init__(key, spec)
+        self.threshold = spec["iou_threshold"]
+        self.memo_key = ("detection", spec["input"], spec["reference"], self.coords,
+                         self.reference_coords, self.extract, self.threshold)
+
+    def matched(self, sample, item, memo):
+        hit = memo.get(self.memo_key)
+        if hit is None:
+            try:
+                hit = self._match(sample, item)
+            except Flag as flag:
+                hit = flag
+            memo[self.memo_key] = hit
+        if isinstance(hit, Flag):
+            raise hit
+        return hit
+
+    def _match(self, sample, item):
+        text = self.answer(sample, item)
+        try:
+            preds = parsing.parse_box_list(text)
+        except parsing.ParseError:
+            raise Flag("sample_parse_error") from None
+        ref = reference(self.reference, sample, item)
+        try:
+            gts = parsing.parse_box_list(ref) if ref else ()
+        except parsing.ParseError:
+            raise Flag("reference_parse_error") from None
+        pscale, gscale = self.scales(sample)
+        if pscale == gscale:  # IoU is scale-invariant: one shared frame needs no conversion
+            total, matched = bx.match_boxes(preds, gts, self.threshold)
+        else:
+            total, matched = bx.match_boxes(
+                bx.to_norm1(preds, *pscale), bx.to_norm1(gts, *gscale), self.threshold
+            )
+        return preds, gts, total, matched
+
+
+class BoxIoU(Detection):
+    def reward(self, i, sample, item, memo, run):
+        preds, gts, total, _ = self.matched(sample, item, memo)
+        return bx.iou_reward(preds, gts, total)
+
+
+class BoxConfidence(Detection):
+    def reward(self, i, sample, item, memo, run):
+        preds, gts, _, matched = self.matched(sample, item, memo)
+        confs = [p[4] for p in preds]
+        if any(c is None for c in confs):
+            raise Flag("sample_parse_error")  # a confidence reward needs every Confidence
+        return bx.confidence_reward(confs, matched, len(gts))
+
+
+class GroundingIoU(Vision):
+    def __init__(self, key, spec):
+        super().__init__(key, spec)
+        self.giou = spec["metric"] == "giou"
+
+    def reward(self, i, sample, item, memo, run):
+        try:
+            pred = parsing.parse_one_box(self.answer(sample, item))
+        except parsing.ParseError:
+            raise Flag("sample_parse_error") from None
+        try:
+            gt = parsing.parse_one_box(reference(self.reference, sample, item))
+        except parsing.ParseError:
+            raise Flag("reference_parse_error") from None
+        (psx, psy), (gsx, gsy) = self.scales(sample)
+        p = (pred[0] / psx, pred[1] / psy, pred[2] / psx, pred[3] / psy)
+        g = (gt[0] / gsx, gt[1] / gsy, gt[2] / gsx, gt[3] / gsy)
+        return bx.giou(p, g) + 1.0 if self.giou else bx.iou(p, g)
+
+
+class PointInBox(Vision):
+    def reward(self, i, sample, item, memo, run):
+        try:
+            x, y = parsing.parse_point(self.answer(sample, item))
+        except parsing.ParseError:
+            raise Flag("sample_parse_error") from None
+        ref = reference(self.reference, sample, item)
+        try:
+            try:
+                gts = [b[:4] for b in parsing.parse_box_list(ref)]
+            except parsing.ParseError:
+                gts = [parsing.parse_one_box(ref)]  # LISA style (x1,y1),(x2,y2)
+        except parsing.ParseError:
+            raise Flag("reference_parse_error") from None
+        (psx, psy), (gsx, gsy) = self.scales(sample)
+        x, y = x / psx, y / psy
+        for b in gts:
+            if b[0] / gsx <= x <= b[2] / gsx and b[1] / gsy <= y <= b[3] / gsy:
+                return 1.0
+        return 0.0
+
+
+class CountMatch(Leaf):
+    def __init__(self, key, spec):
+        super().__init__(key, spec)
+        self.input = templates.compile_template(spec["input"])
+        self.reference = templates.compile_template(spec["reference"])
+        self.extract = spec["extract_answer"]
+        self.tolerance = spec["tolerance"]
+
+    def reward(self, i, sample, item, memo, run):
+        try:
+            pred = parsing.parse_count(
+                answer(self.input, sample, item, self.extract, allow_unterminated=True)
+            )
+        except parsing.ParseError:
+            raise Flag("sample_parse_error") from None
+        raw = render_value(self.reference, sample, item)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            truth = raw
+        else:
+            try:
+                truth = parsing.parse_count(parsing.reference_text(templates.as_text(raw)))
+            except parsing.ParseError:
+                raise Flag("reference_parse_error") from None
+        return 1.0 if abs(pred - truth) <= self.tolerance else 0.0
+
+
+class JsonSchema(Leaf):
+    def __init__(self, key, spec):
+        super().__init__(key, spec)
+        self.input = templates.compile_template(spec["input"])
+        self.extract = spec["extract_answer"]
+        self.schema = spec["schema"]
+
+    def reward(self, i, sample, item, memo, run):
+        text = answer(self.input, sample, item, self.extract, allow_unterminated=False)
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            raise Flag("sample_parse_error") from None
+        return 1.0 if json_schema.conforms(value, self.schema) else 0.0
