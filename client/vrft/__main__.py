@@ -1,0 +1,5 @@
+import sys
+
+from vrft.cli import main
+
+sys.exit(main())

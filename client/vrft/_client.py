@@ -1,0 +1,259 @@
+"""``Client`` (httpx.Client) and ``AsyncClient`` (httpx.AsyncClient): the same surface, two I/O styles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Optional, TypeVar, Union
+
+import httpx
+from pydantic import BaseModel
+
+from vrft._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, RequestOptions, same_origin
+from vrft.errors import _has_request, make_status_error
+
+M = TypeVar("M", bound=BaseModel)
+MAX_REDIRECTS = 5
+
+
+class Client(BaseClient):
+    """Synchronous vrft client.
+
+    ``api_key`` defaults to ``$VRFT_API_KEY``; ``base_url`` to ``$VRFT_BASE_URL`` or
+    ``http://127.0.0.1:8000`` (with or without a trailing ``/v1``). Pass ``http_client`` to reuse an
+    ``httpx.Client`` (for example a FastAPI ``TestClient``); its ``base_url`` is used when you give none.
+    """
+
+    def __init__(self, api_key: Optional[str] = None, base_url: Optional[str] = None,
+                 timeout: Union[float, httpx.Timeout, None] = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+                 http_client: Optional[httpx.Client] = None, default_headers: Optional[Mapping[str, str]] = None):
+        super().__init__(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries,
+                         http_client=http_client, default_headers=default_headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.Client(timeout=self.timeout)
+        from vrft.resources import Files, Graders, Jobs, Models
+
+        self.files = Files(self)
+        self.jobs = Jobs(self)
+        self.graders = Graders(self)
+        self.models = Models(self)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    # -- requests ---------------------------------------------------------------------------------
+    def request(self, opts: RequestOptions) -> httpx.Response:
+        """Send with retries; returns a 2xx/3xx response or raises. Streamed responses must be closed."""
+        headers = self.headers(self.idempotency_headers(opts.method, opts.headers))
+        attempt = 0
+        while True:
+            content = opts.content() if callable(opts.content) else opts.content
+            request = self._http.build_request(
+                opts.method, self.url(opts.path), params=opts.params or None, json=opts.json, content=content,
+                headers=headers, timeout=opts.timeout if opts.timeout is not None else self.timeout,
+            )
+            try:
+                response = self._http.send(request, stream=opts.stream, follow_redirects=False)
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
+                    self.sleep(self.backoff(attempt))
+                    attempt += 1
+                    continue
+                raise self.connection_error(exc, request) from exc
+            if response.status_code >= 400:
+                if attempt < self.max_retries and self.should_retry(response):
+                    delay = self.backoff(attempt, response)
+                    response.close()
+                    self.sleep(delay)
+                    attempt += 1
+                    continue
+                response.read()
+                response.close()
+                raise make_status_error(response)
+            return response
+
+    def call(self, method: str, path: str, cast: type[M], **kwargs: Any) -> M:
+        response = self.request(RequestOptions(method, path, **kwargs))
+        return cast.model_validate(response.json())
+
+    def call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request(RequestOptions(method, path, **kwargs))
+
+    @contextlib.contextmanager
+    def download(self, path: str, *, params: Optional[Mapping[str, Any]] = None) -> Iterator[httpx.Response]:
+        """GET ``path`` streamed, following redirects. A redirect to another host (a presigned S3 URL)
+        is fetched by a separate plain client, so neither our ``Authorization`` header nor an injected
+        client's default headers reach that host."""
+        response = self.request(RequestOptions("GET", path, params=params, stream=True,
+                                               headers={"Accept": "*/*"}))
+        outside: Optional[httpx.Client] = None
+        try:
+            hops = 0
+            while response.is_redirect:
+                hops += 1
+                location = response.headers.get("location")
+                if not location or hops > MAX_REDIRECTS:
+                    raise make_status_error(response)
+                target = response.request.url.join(location) if _has_request(response) else httpx.URL(location)
+                response.close()
+                if same_origin(target, self.base_url):
+                    response = self.request(RequestOptions("GET", str(target), stream=True, headers={"Accept": "*/*"}))
+                    continue
+                outside = outside or httpx.Client(timeout=self.timeout, follow_redirects=True)
+                response = self._plain_get(outside, target)
+            yield response
+        finally:
+            response.close()
+            if outside is not None:
+                outside.close()
+
+    def _plain_get(self, client: httpx.Client, url: httpx.URL) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = client.send(client.build_request("GET", url), stream=True)
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
+                    self.sleep(self.backoff(attempt))
+                    attempt += 1
+                    continue
+                raise self.connection_error(exc, None) from exc
+            if response.status_code >= 400:
+                if attempt < self.max_retries and self.should_retry(response):
+                    response.close()
+                    self.sleep(self.backoff(attempt, response))
+                    attempt += 1
+                    continue
+                response.read()
+                response.close()
+                raise make_status_error(response)
+            return response
+
+
+class AsyncClient(BaseClient):
+    """Asynchronous vrft client: the same resources and methods as ``Client``, awaited."""
+
+    def __init__(self, api_key: Optional[str] = None, base_url: Optional[str] = None,
+                 timeout: Union[float, httpx.Timeout, None] = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+                 http_client: Optional[httpx.AsyncClient] = None, default_headers: Optional[Mapping[str, str]] = None):
+        super().__init__(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries,
+                         http_client=http_client, default_headers=default_headers)
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient(timeout=self.timeout)
+        from vrft.resources import AsyncFiles, AsyncGraders, AsyncJobs, AsyncModels
+
+        self.files = AsyncFiles(self)
+        self.jobs = AsyncJobs(self)
+        self.graders = AsyncGraders(self)
+        self.models = AsyncModels(self)
+
+    async def close(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def request(self, opts: RequestOptions) -> httpx.Response:
+        headers = self.headers(self.idempotency_headers(opts.method, opts.headers))
+        attempt = 0
+        while True:
+            content = opts.content() if callable(opts.content) else opts.content
+            request = self._http.build_request(
+                opts.method, self.url(opts.path), params=opts.params or None, json=opts.json, content=content,
+                headers=headers, timeout=opts.timeout if opts.timeout is not None else self.timeout,
+            )
+            try:
+                response = await self._http.send(request, stream=opts.stream, follow_redirects=False)
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
+                    await self.sleep(self.backoff(attempt))
+                    attempt += 1
+                    continue
+                raise self.connection_error(exc, request) from exc
+            if response.status_code >= 400:
+                if attempt < self.max_retries and self.should_retry(response):
+                    delay = self.backoff(attempt, response)
+                    await response.aclose()
+                    await self.sleep(delay)
+                    attempt += 1
+                    continue
+                await response.aread()
+                await response.aclose()
+                raise make_status_error(response)
+            return response
+
+    async def call(self, method: str, path: str, cast: type[M], **kwargs: Any) -> M:
+        response = await self.request(RequestOptions(method, path, **kwargs))
+        return cast.model_validate(response.json())
+
+    async def call_raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request(RequestOptions(method, path, **kwargs))
+
+    @contextlib.asynccontextmanager
+    async def download(self, path: str, *, params: Optional[Mapping[str, Any]] = None) -> AsyncIterator[httpx.Response]:
+        response = await self.request(RequestOptions("GET", path, params=params, stream=True,
+                                                     headers={"Accept": "*/*"}))
+        outside: Optional[httpx.AsyncClient] = None
+        try:
+            hops = 0
+            while response.is_redirect:
+                hops += 1
+                location = response.headers.get("location")
+                if not location or hops > MAX_REDIRECTS:
+                    raise make_status_error(response)
+                target = response.request.url.join(location) if _has_request(response) else httpx.URL(location)
+                await response.aclose()
+                if same_origin(target, self.base_url):
+                    response = await self.request(RequestOptions("GET", str(target), stream=True,
+                                                                 headers={"Accept": "*/*"}))
+                    continue
+                outside = outside or httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+                response = await self._plain_get(outside, target)
+            yield response
+        finally:
+            await response.aclose()
+            if outside is not None:
+                await outside.aclose()
+
+    async def _plain_get(self, client: httpx.AsyncClient, url: httpx.URL) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = await client.send(client.build_request("GET", url), stream=True)
+            except httpx.TransportError as exc:
+                if attempt < self.max_retries:
+                    await self.sleep(self.backoff(attempt))
+                    attempt += 1
+                    continue
+                raise self.connection_error(exc, None) from exc
+            if response.status_code >= 400:
+                if attempt < self.max_retries and self.should_retry(response):
+                    await response.aclose()
+                    await self.sleep(self.backoff(attempt, response))
+                    attempt += 1
+                    continue
+                await response.aread()
+                await response.aclose()
+                raise make_status_error(response)
+            return response
+

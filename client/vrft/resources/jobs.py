@@ -1,0 +1,469 @@
+"""``client.jobs``: create, retrieve, list, cancel/pause/resume, events, checkpoints, wait, adapters.
+
+``wait()`` semantics: returns the final job when it ``succeeded``; raises ``JobFailedError`` (with
+``code``/``message``/``param`` from the job's ``error``) when it ``failed``; for ``cancelled`` it
+returns the job by default (cancelling is something a user did on purpose, not an error) and raises
+``JobCancelledError`` with ``raise_on_cancel=True``. ``timeout`` → ``WaitTimeoutError`` (the job keeps
+running). It polls at the pace the server asks for (``X-Poll-After-Ms``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import httpx
+
+from vrft._base import RequestOptions, poll_after_seconds
+from vrft._progress import Progress
+from vrft.errors import APIConnectionError, JobCancelledError, JobFailedError, VrftError, WaitTimeoutError
+from vrft.pagination import AsyncPager, SyncPager
+from vrft.resources._shared import (
+    JOBS,
+    SSEDecoder,
+    build_job_body,
+    filename_from_disposition,
+    job_id,
+    job_progress_note,
+    job_step,
+    parse_sse,
+    resolve_dest,
+    safe_extract,
+    sse_payload,
+)
+from vrft.types import Checkpoint, FineTuningJob, JobEvent, Page
+
+if TYPE_CHECKING:
+    from vrft._client import AsyncClient, Client
+
+JobRef = Union[str, FineTuningJob]
+CheckpointRef = Union[str, int, Checkpoint, None]
+PathLike = Union[str, "os.PathLike[str]"]
+DEFAULT_POLL_S = 2.0
+MAX_STREAM_RECONNECTS = 5
+
+
+def _wait_bar(jid: str, progress: Union[bool, Progress]) -> Optional[Progress]:
+    if not progress:
+        return None
+    return progress if isinstance(progress, Progress) else Progress(jid, unit="steps")
+
+
+def _report(bar: Optional[Progress], job: FineTuningJob) -> None:
+    if bar is not None:
+        step, total = job_step(job)
+        bar.update(step or 0, total=total, note=job_progress_note(job))
+
+
+def _finish(job: FineTuningJob, raise_on_cancel: bool) -> FineTuningJob:
+    if job.status == "failed":
+        raise JobFailedError(job)
+    if job.status == "cancelled" and raise_on_cancel:
+        raise JobCancelledError(job)
+    return job
+
+
+def _adapter_path(jid: str, checkpoint_id: Optional[str]) -> str:
+    if checkpoint_id:
+        return f"{JOBS}/{jid}/checkpoints/{checkpoint_id}/adapter"
+    return f"{JOBS}/{jid}/adapter"
+
+
+def _download_targets(jid: str, dest: Optional[PathLike], extract: bool, response: httpx.Response):
+    """(file to write, folder to extract into or None)."""
+    name = filename_from_disposition(response.headers.get("content-disposition")) or f"{jid}-adapter.tar"
+    if extract:
+        folder = Path(os.fspath(dest)).expanduser() if dest is not None else Path.cwd() / name.removesuffix(".tar")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".vrft-adapter-", suffix=".tar", dir=folder.parent)
+        os.close(fd)
+        return Path(tmp), folder
+    return resolve_dest(dest, name), None
+
+
+def _size(response: httpx.Response) -> Optional[int]:
+    raw = response.headers.get("content-length")
+    return int(raw) if raw and raw.isdigit() else None
+
+
+class Jobs:
+    def __init__(self, client: "Client"):
+        self._client = client
+
+    def create(self, *, model: str, training_file: Any, grader: Optional[dict] = None, validation_file: Any = None,
+               hyperparameters: Optional[dict] = None, suffix: Optional[str] = None,
+               metadata: Optional[dict[str, str]] = None, seed: Optional[int] = None, dry_run: bool = False,
+               dry_run_samples: Optional[int] = None, method: Optional[dict] = None,
+               extra_body: Optional[dict] = None, idempotency_key: Optional[str] = None) -> FineTuningJob:
+        """Create a reinforcement fine-tuning job: ``method = {"type": "reinforcement",
+        "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}``."""
+        body = build_job_body(model=model, training_file=training_file, grader=grader,
+                              validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
+                              metadata=metadata, seed=seed, dry_run=dry_run, dry_run_samples=dry_run_samples,
+                              method=method, extra_body=extra_body)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._client.call("POST", JOBS, FineTuningJob, json=body, headers=headers)
+
+    def retrieve(self, job: JobRef) -> FineTuningJob:
+        return self._client.call("GET", f"{JOBS}/{job_id(job)}", FineTuningJob)
+
+    def list(self, *, limit: Optional[int] = None, after: Optional[str] = None,
+             status: Optional[str] = None) -> SyncPager[FineTuningJob]:
+        """Newest first; iterating the result walks every page."""
+        def fetch(cursor):
+            return self._client.call("GET", JOBS, Page[FineTuningJob],
+                                     params={"limit": limit, "after": cursor, "status": status})
+        return SyncPager(fetch, after)
+
+    def cancel(self, job: JobRef) -> FineTuningJob:
+        return self._client.call("POST", f"{JOBS}/{job_id(job)}/cancel", FineTuningJob)
+
+    def pause(self, job: JobRef) -> FineTuningJob:
+        return self._client.call("POST", f"{JOBS}/{job_id(job)}/pause", FineTuningJob)
+
+    def resume(self, job: JobRef) -> FineTuningJob:
+        return self._client.call("POST", f"{JOBS}/{job_id(job)}/resume", FineTuningJob)
+
+    def list_events(self, job: JobRef, *, limit: Optional[int] = None, after: Optional[str] = None,
+                    type: Optional[str] = None) -> SyncPager[JobEvent]:
+        """OpenAI's ``list_events``: newest first, paginated with ``after``."""
+        jid = job_id(job)
+
+        def fetch(cursor):
+            return self._client.call("GET", f"{JOBS}/{jid}/events", Page[JobEvent],
+                                     params={"limit": limit, "after": cursor, "type": type})
+        return SyncPager(fetch, after)
+
+    def events(self, job: JobRef, follow: bool = False, *, type: Optional[str] = None) -> Iterator[JobEvent]:
+        """Events oldest first. With ``follow=True`` keeps streaming new ones (Server-Sent Events,
+        reconnecting on drops) until the job ends."""
+        jid = job_id(job)
+        if not follow:
+            events = list(self.list_events(jid, limit=100, type=type))
+            yield from reversed(events)
+            return
+        seen: set[str] = set()
+        for event in self._follow(jid):
+            if event.id in seen or (type and event.type != type):
+                continue
+            seen.add(event.id)
+            yield event
+
+    def _follow(self, jid: str) -> Iterator[JobEvent]:
+        failures = 0
+        while True:
+            try:
+                response = self._client.request(RequestOptions(
+                    "GET", f"{JOBS}/{jid}/events", params={"stream": "true"}, stream=True,
+                    headers={"Accept": "text/event-stream"}))
+            except APIConnectionError:
+                failures += 1
+                if failures > MAX_STREAM_RECONNECTS:
+                    raise
+                self._client.sleep(self._client.backoff(failures - 1))
+                continue
+            try:
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    response.close()
+                    yield from self._poll_events(jid)
+                    return
+                for event, data, _ in parse_sse(response.iter_lines()):
+                    if event == "done":
+                        return
+                    payload = sse_payload(event, data)
+                    if payload is not None:
+                        failures = 0
+                        yield JobEvent.model_validate(payload)
+            except httpx.TransportError:
+                failures += 1
+                if failures > MAX_STREAM_RECONNECTS:
+                    raise APIConnectionError(f"The event stream of {jid} kept dropping.") from None
+                self._client.sleep(self._client.backoff(failures - 1))
+                continue
+            finally:
+                response.close()
+            if self.retrieve(jid).is_terminal:  # stream ended without "done": finished or cut
+                yield from reversed(list(self.list_events(jid, limit=100)))
+                return
+
+    def _poll_events(self, jid: str) -> Iterator[JobEvent]:
+        """Fallback for a server without SSE: poll the list until the job ends."""
+        while True:
+            response = self._client.call_raw("GET", f"{JOBS}/{jid}")
+            job = FineTuningJob.model_validate(response.json())
+            yield from reversed(list(self.list_events(jid, limit=100)))
+            if job.is_terminal:
+                return
+            self._client.sleep(poll_after_seconds(response, DEFAULT_POLL_S))
+
+    def checkpoints(self, job: JobRef, *, limit: Optional[int] = None,
+                    after: Optional[str] = None) -> SyncPager[Checkpoint]:
+        jid = job_id(job)
+
+        def fetch(cursor):
+            return self._client.call("GET", f"{JOBS}/{jid}/checkpoints", Page[Checkpoint],
+                                     params={"limit": limit, "after": cursor})
+        return SyncPager(fetch, after)
+
+    def wait(self, job: JobRef, timeout: Optional[float] = None, progress: Union[bool, Progress] = True, *,
+             raise_on_cancel: bool = False, poll_interval: Optional[float] = None) -> FineTuningJob:
+        """Block until the job ends (see the module docstring for what is returned or raised).
+        ``progress`` draws ``step/total``, status and the latest reward on stderr."""
+        jid = job_id(job)
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        bar = _wait_bar(jid, progress)
+        try:
+            while True:
+                response = self._client.call_raw("GET", f"{JOBS}/{jid}")
+                current = FineTuningJob.model_validate(response.json())
+                _report(bar, current)
+                if current.is_terminal:
+                    return _finish(current, raise_on_cancel)
+                delay = poll_interval if poll_interval is not None else poll_after_seconds(response, DEFAULT_POLL_S)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WaitTimeoutError(current, timeout or 0)
+                    delay = min(delay, remaining)
+                self._client.sleep(delay)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> Optional[str]:
+        if checkpoint is None:
+            return None
+        if isinstance(checkpoint, Checkpoint):
+            return checkpoint.id
+        if isinstance(checkpoint, int):
+            for ck in self.checkpoints(jid, limit=100):
+                if ck.step_number == checkpoint:
+                    return ck.id
+            raise VrftError(f"Job {jid} has no checkpoint at step {checkpoint}.")
+        return str(checkpoint)
+
+    def download_adapter(self, job: JobRef, dest: Optional[PathLike] = None, *, checkpoint: CheckpointRef = None,
+                         extract: bool = False, progress: Union[bool, Progress] = False) -> Path:
+        """Download the final adapter (or a checkpoint's: an id, a step number or a ``Checkpoint``).
+
+        The server answers with a redirect to a presigned URL (fetched without our credentials) or
+        the file itself; it is streamed to ``dest`` (a file path or a folder; default: the current
+        folder). ``extract=True`` unpacks the ``.tar`` into the folder ``dest`` and returns it.
+        """
+        jid = job_id(job)
+        path = _adapter_path(jid, self._checkpoint_id(jid, checkpoint))
+        with self._client.download(path) as response:
+            out, folder = _download_targets(jid, dest, extract, response)
+            bar = Progress(f"download {out.name if folder is None else folder.name}", _size(response)) \
+                if progress is True else (progress or None)
+            part = out if folder is not None else out.with_name(out.name + ".part")
+            try:
+                with open(part, "wb") as fh:
+                    for chunk in response.iter_bytes(1024 * 1024):
+                        fh.write(chunk)
+                        if bar is not None:
+                            bar.advance(len(chunk))
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+        if folder is None:
+            part.replace(out)
+            return out
+        try:
+            return safe_extract(part, folder)
+        finally:
+            part.unlink(missing_ok=True)
+
+
+class AsyncJobs:
+    def __init__(self, client: "AsyncClient"):
+        self._client = client
+
+    async def create(self, *, model: str, training_file: Any, grader: Optional[dict] = None,
+                     validation_file: Any = None, hyperparameters: Optional[dict] = None,
+                     suffix: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
+                     seed: Optional[int] = None, dry_run: bool = False, dry_run_samples: Optional[int] = None,
+                     method: Optional[dict] = None, extra_body: Optional[dict] = None,
+                     idempotency_key: Optional[str] = None) -> FineTuningJob:
+        body = build_job_body(model=model, training_file=training_file, grader=grader,
+                              validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
+                              metadata=metadata, seed=seed, dry_run=dry_run, dry_run_samples=dry_run_samples,
+                              method=method, extra_body=extra_body)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self._client.call("POST", JOBS, FineTuningJob, json=body, headers=headers)
+
+    async def retrieve(self, job: JobRef) -> FineTuningJob:
+        return await self._client.call("GET", f"{JOBS}/{job_id(job)}", FineTuningJob)
+
+    def list(self, *, limit: Optional[int] = None, after: Optional[str] = None,
+             status: Optional[str] = None) -> AsyncPager[FineTuningJob]:
+        async def fetch(cursor):
+            return await self._client.call("GET", JOBS, Page[FineTuningJob],
+                                           params={"limit": limit, "after": cursor, "status": status})
+        return AsyncPager(fetch, after)
+
+    async def cancel(self, job: JobRef) -> FineTuningJob:
+        return await self._client.call("POST", f"{JOBS}/{job_id(job)}/cancel", FineTuningJob)
+
+    async def pause(self, job: JobRef) -> FineTuningJob:
+        return await self._client.call("POST", f"{JOBS}/{job_id(job)}/pause", FineTuningJob)
+
+    async def resume(self, job: JobRef) -> FineTuningJob:
+        return await self._client.call("POST", f"{JOBS}/{job_id(job)}/resume", FineTuningJob)
+
+    def list_events(self, job: JobRef, *, limit: Optional[int] = None, after: Optional[str] = None,
+                    type: Optional[str] = None) -> AsyncPager[JobEvent]:
+        jid = job_id(job)
+
+        async def fetch(cursor):
+            return await self._client.call("GET", f"{JOBS}/{jid}/events", Page[JobEvent],
+                                           params={"limit": limit, "after": cursor, "type": type})
+        return AsyncPager(fetch, after)
+
+    async def events(self, job: JobRef, follow: bool = False, *, type: Optional[str] = None) -> AsyncIterator[JobEvent]:
+        jid = job_id(job)
+        if not follow:
+            events = [e async for e in self.list_events(jid, limit=100, type=type)]
+            for event in reversed(events):
+                yield event
+            return
+        seen: set[str] = set()
+        async for event in self._follow(jid):
+            if event.id in seen or (type and event.type != type):
+                continue
+            seen.add(event.id)
+            yield event
+
+    async def _follow(self, jid: str) -> AsyncIterator[JobEvent]:
+        failures = 0
+        while True:
+            try:
+                response = await self._client.request(RequestOptions(
+                    "GET", f"{JOBS}/{jid}/events", params={"stream": "true"}, stream=True,
+                    headers={"Accept": "text/event-stream"}))
+            except APIConnectionError:
+                failures += 1
+                if failures > MAX_STREAM_RECONNECTS:
+                    raise
+                await self._client.sleep(self._client.backoff(failures - 1))
+                continue
+            try:
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    await response.aclose()
+                    async for event in self._poll_events(jid):
+                        yield event
+                    return
+                decoder = SSEDecoder()
+                async for line in response.aiter_lines():
+                    message = decoder.feed(line)
+                    if message is None:
+                        continue
+                    if message[0] == "done":
+                        return
+                    payload = sse_payload(message[0], message[1])
+                    if payload is not None:
+                        failures = 0
+                        yield JobEvent.model_validate(payload)
+            except httpx.TransportError:
+                failures += 1
+                if failures > MAX_STREAM_RECONNECTS:
+                    raise APIConnectionError(f"The event stream of {jid} kept dropping.") from None
+                await self._client.sleep(self._client.backoff(failures - 1))
+                continue
+            finally:
+                await response.aclose()
+            if (await self.retrieve(jid)).is_terminal:
+                for event in reversed([e async for e in self.list_events(jid, limit=100)]):
+                    yield event
+                return
+
+    async def _poll_events(self, jid: str) -> AsyncIterator[JobEvent]:
+        while True:
+            response = await self._client.call_raw("GET", f"{JOBS}/{jid}")
+            job = FineTuningJob.model_validate(response.json())
+            for event in reversed([e async for e in self.list_events(jid, limit=100)]):
+                yield event
+            if job.is_terminal:
+                return
+            await self._client.sleep(poll_after_seconds(response, DEFAULT_POLL_S))
+
+    def checkpoints(self, job: JobRef, *, limit: Optional[int] = None,
+                    after: Optional[str] = None) -> AsyncPager[Checkpoint]:
+        jid = job_id(job)
+
+        async def fetch(cursor):
+            return await self._client.call("GET", f"{JOBS}/{jid}/checkpoints", Page[Checkpoint],
+                                           params={"limit": limit, "after": cursor})
+        return AsyncPager(fetch, after)
+
+    async def wait(self, job: JobRef, timeout: Optional[float] = None, progress: Union[bool, Progress] = True, *,
+                   raise_on_cancel: bool = False, poll_interval: Optional[float] = None) -> FineTuningJob:
+        jid = job_id(job)
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        bar = _wait_bar(jid, progress)
+        try:
+            while True:
+                response = await self._client.call_raw("GET", f"{JOBS}/{jid}")
+                current = FineTuningJob.model_validate(response.json())
+                _report(bar, current)
+                if current.is_terminal:
+                    return _finish(current, raise_on_cancel)
+                delay = poll_interval if poll_interval is not None else poll_after_seconds(response, DEFAULT_POLL_S)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WaitTimeoutError(current, timeout or 0)
+                    delay = min(delay, remaining)
+                await self._client.sleep(delay)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> Optional[str]:
+        if checkpoint is None:
+            return None
+        if isinstance(checkpoint, Checkpoint):
+            return checkpoint.id
+        if isinstance(checkpoint, int):
+            async for ck in self.checkpoints(jid, limit=100):
+                if ck.step_number == checkpoint:
+                    return ck.id
+            raise VrftError(f"Job {jid} has no checkpoint at step {checkpoint}.")
+        return str(checkpoint)
+
+    async def download_adapter(self, job: JobRef, dest: Optional[PathLike] = None, *,
+                               checkpoint: CheckpointRef = None, extract: bool = False,
+                               progress: Union[bool, Progress] = False) -> Path:
+        jid = job_id(job)
+        path = _adapter_path(jid, await self._checkpoint_id(jid, checkpoint))
+        async with self._client.download(path) as response:
+            out, folder = _download_targets(jid, dest, extract, response)
+            bar = Progress(f"download {out.name if folder is None else folder.name}", _size(response)) \
+                if progress is True else (progress or None)
+            part = out if folder is not None else out.with_name(out.name + ".part")
+            try:
+                with open(part, "wb") as fh:
+                    async for chunk in response.aiter_bytes(1024 * 1024):
+                        fh.write(chunk)
+                        if bar is not None:
+                            bar.advance(len(chunk))
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+        if folder is None:
+            part.replace(out)
+            return out
+        try:
+            return safe_extract(part, folder)
+        finally:
+            part.unlink(missing_ok=True)
