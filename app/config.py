@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 10.0
     heartbeat_stale_s: float = 120.0
     max_job_attempts: int = 3
+    storage_retry_delays_s: list[float] = Field(default_factory=lambda: [1.0, 3.0, 9.0])
+    reconcile_interval_s: float = 5.0
+    lost_message_after_s: float = 60.0  # a job queued this long is re-sent to the broker (duplicates are no-ops)
     longest_job_s: int = 48 * 3600
     embedded_worker: bool = Field(default=True, description="Run jobs in the API process when no broker is set.")
 

@@ -1,0 +1,70 @@
+"""``vrft-worker``: Celery worker(s) on the ``gpu`` queue, one process per GPU, plus the reconciler.
+
+    vrft-worker                 # one worker (CPU, or whatever CUDA_VISIBLE_DEVICES shows)
+    vrft-worker --gpus 0,1,2,3  # four workers, each pinned to one GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vrft-worker", description="run vrft training workers")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids: one worker process per GPU")
+    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--no-reconciler", action="store_true", help="leave recovery to another worker")
+    args = parser.parse_args(argv)
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    if not settings.broker_url:
+        print("vrft-worker needs VRFT_BROKER_URL (a Redis URL); without a broker, `vrft-server serve` runs "
+              "jobs itself", file=sys.stderr)
+        return 2
+    if args.gpus:
+        return _fan_out(args)
+    return _run_one(args, settings)
+
+
+def _run_one(args, settings) -> int:
+    from workers.celery_app import celery_app
+
+    reconciler = None
+    if not args.no_reconciler:  # a process of its own: see workers/reconciler.py for why not a thread
+        reconciler = subprocess.Popen([sys.executable, "-m", "workers.reconciler"])
+    name = f"gpu{os.environ.get('CUDA_VISIBLE_DEVICES', 'cpu')}-{os.getpid()}@{socket.gethostname()}"
+    celery_app.worker_main(["worker", "--loglevel", args.loglevel, "--queues", "gpu", "--concurrency", "1",
+                            "--pool", "prefork", "--hostname", name, "--without-gossip", "--without-mingle"])
+    if reconciler is not None:
+        reconciler.terminate()
+        reconciler.wait(timeout=10)
+    return 0
+
+
+def _fan_out(args) -> int:
+    procs = []
+    for i, gpu in enumerate(g.strip() for g in args.gpus.split(",") if g.strip()):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
+        cmd = [sys.executable, "-m", "workers.cli", "--loglevel", args.loglevel]
+        if i > 0 or args.no_reconciler:
+            cmd.append("--no-reconciler")  # one reconciler per host is plenty
+        procs.append(subprocess.Popen(cmd, env=env))
+
+    def forward(signum, _frame):
+        for p in procs:
+            p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(p.wait() for p in procs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

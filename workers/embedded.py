@@ -1,0 +1,66 @@
+"""The embedded worker (``python -m workers.embedded``): no broker, the jobs table is the queue.
+
+Started by ``vrft-server serve`` when ``VRFT_BROKER_URL`` is unset. Same ``run_job`` as a Celery
+worker; the reconciler runs in the same loop, so a job interrupted by a restart resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from app.config import get_settings
+from app.db import session_scope
+from app.jobs import lifecycle
+from workers.reconciler import reconcile_once
+from workers.runner import run_job, worker_identity
+
+log = logging.getLogger("vrft.embedded")
+
+
+def main() -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    stop = threading.Event()
+    busy = threading.Event()
+    parent = os.getppid()
+
+    def on_signal(*_):
+        stop.set()
+        if busy.is_set():
+            # Mid-job: leave now. The job keeps its last checkpoint; its heartbeat goes stale and the
+            # reconciler (ours, at the next start) re-queues it to resume — the same path as a crash.
+            raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker_id = worker_identity()
+    log.info("embedded worker %s polling for jobs", worker_id)
+    while not stop.is_set():
+        if os.getppid() != parent:  # the server died without stopping us: don't outlive it
+            log.info("embedded worker: parent process gone, exiting")
+            break
+        try:
+            reconcile_once(settings, resend_queued=False)
+            with session_scope() as session:
+                job_id = lifecycle.next_queued(session)
+        except Exception as exc:  # database not ready yet, or a blip
+            log.warning("embedded.poll_failed error=%s", exc)
+            stop.wait(2.0)
+            continue
+        if job_id is None:
+            stop.wait(0.5)
+            continue
+        busy.set()
+        try:
+            outcome = run_job(job_id, worker_id, settings)
+        finally:
+            busy.clear()
+        log.info("job %s: %s", job_id, outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""The trainer's hooks, implemented with database writes and object-storage uploads.
+
+Metrics and rollouts are buffered and written in batches (one transaction every ``flush_s`` and
+before anything that must be durable: a checkpoint, a stop check, the end), which keeps a fast tiny
+job from hammering the database. A heartbeat thread renews the job's lease independently of step
+length, so a 10-minute step on a big model doesn't look like a dead worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from app.db import now, session_scope
+from app.ids import new_id
+from app.jobs import lifecycle
+from app.jobs.service import add_event
+from workers.artifacts import upload_folder
+
+log = logging.getLogger(__name__)
+
+STATE_FILES = ("trainer_state.pt",)
+METRIC_KEYS = ("step", "reward_mean", "reward_std", "rewards", "kl", "loss", "completion_length_mean",
+               "learning_rate", "elapsed_s", "zero_variance_fraction", "clip_ratio", "grad_norm",
+               "tokens_per_s", "step_time_s", "generate_time_s", "epoch")
+
+
+def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image_bytes)) as img:
+        full = list(img.size)
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), full
+
+
+def _boxes(text: str | None, scale: float) -> list[list[float]] | None:
+    """Boxes of a detection/grounding answer in 0–1 coordinates for drawing (None if unparseable)."""
+    from app.graders.parsing import answer_text, parse_box_list
+
+    if not text:
+        return None
+    try:
+        answer = answer_text(text, allow_unterminated=True)
+        boxes = parse_box_list(answer if answer is not None else text)
+    except Exception:  # a drawing aid: an unparseable answer is simply not drawn (the flags say why)
+        return None
+    return [[round(v / scale, 4) for v in b[:4]] for b in boxes]
+
+
+class JobHooks:
+    def __init__(self, *, job_id: str, project_id: str, worker_id: str, lease, store, settings,
+                 examples: dict[str, dict],
+                 total_steps: int, completions_per_step: int, draws_boxes: bool, box_scale: float | None,
+                 flush_s: float = 2.0):
+        self.job_id, self.project_id, self.worker_id = job_id, project_id, worker_id
+        self.lease = lease
+        self.store, self.settings = store, settings
+        self.examples = examples
+        self.total_steps = total_steps
+        self.completions_per_step = completions_per_step
+        self.draws_boxes = draws_boxes and box_scale is not None
+        self.box_scale = box_scale or 1000.0
+        self.flush_s = flush_s
+        self.pending_events: list[dict] = []
+        self.pending_rollouts: list[tuple[int, list[dict]]] = []
+        self.progress: dict[str, Any] = {}
+        self.trained_tokens = 0
+        self.last_flush = time.monotonic()
+        self.started = time.monotonic()
+        self.checkpoint_metrics: dict[int, str] = {}
+        self._thumbs: dict[str, tuple[str, list[int]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def lost(self) -> bool:
+        return self.lease.lost
+
+    # -- trainer hooks --------------------------------------------------------------------
+    def on_step(self, metrics: dict[str, Any]) -> None:
+        data = {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}
+        data["total_steps"] = self.total_steps
+        step = int(metrics["step"])
+        self.trained_tokens += int(round((metrics.get("completion_length_mean") or 0) * self.completions_per_step))
+        elapsed = time.monotonic() - self.started
+        per_step = elapsed / max(step - self.progress.get("first_step", step - 1), 1)
+        self.progress.setdefault("first_step", step - 1)
+        self.progress.update(step=step, latest_reward=metrics.get("reward_mean"),
+                             estimated_finish=now() + per_step * max(self.total_steps - step, 0))
+        msg = f"Step {step}/{self.total_steps}: reward {data.get('reward_mean', 0):.3f}"
+        if data.get("kl") is not None:
+            msg += f", kl {data['kl']:.4f}"
+        with self._lock:
+            self.pending_events.append({"message": msg, "type": "metrics", "data": data})
+        if time.monotonic() - self.last_flush >= self.flush_s or step >= self.total_steps:
+            self.flush()
+
+    def on_rollouts(self, step: int, rollouts: list[dict[str, Any]]) -> None:
+        shaped = [self._shape_rollout(step, r) for r in rollouts]
+        with self._lock:
+            self.pending_rollouts.append((step, shaped))
+
+    def on_checkpoint(self, path: Path, step: int, metrics: dict[str, Any]) -> None:
+        self.flush()
+        base = f"{self.project_id}/{self.job_id}/step-{step}"
+        upload_folder(self.store, path, f"{base}/adapter.tar", exclude=STATE_FILES)
+        upload_folder(self.store, path, f"{base}/state.tar")
+        # the row is written only once both objects are in storage: a listed checkpoint is usable
+        ckpt_metrics = {k: metrics.get(k) for k in ("step", "reward_mean", "kl", "loss") if k in metrics}
+        ckpt_metrics["step"] = step
+        if metrics.get("eval"):  # the final checkpoint carries the final evaluation
+            ckpt_metrics.update({k: v for k, v in eval_event_data(step, metrics["eval"]).items()
+                                 if k.startswith("valid_")})
+        with session_scope() as session:
+            lifecycle.record_checkpoint(session, checkpoint_id=new_id("ftckpt"), job_id=self.job_id, step=step,
+                                        storage_key=f"{base}/adapter.tar", state_key=f"{base}/state.tar",
+                                        metrics=ckpt_metrics)
+            add_event(session, self.job_id, f"Checkpoint saved at step {step}")
+
+    def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
+        data = eval_event_data(step, metrics)
+        with self._lock:
+            self.pending_events.append({"message": f"Validation at step {step}: reward {data['valid_reward_mean']:.3f}"
+                                        + (f", {data['valid_metric_name']} {data['valid_metric']:.3f}"
+                                           if data.get("valid_metric") is not None else ""),
+                                        "type": "metrics", "data": data})
+        self.flush()
+        with session_scope() as session:
+            from app.jobs.models import Checkpoint
+            import sqlalchemy as sa
+
+            ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
+            if ck is not None:
+                ck.metrics = {**(ck.metrics or {}), **{k: v for k, v in data.items() if k.startswith("valid_")}}
+
+    def should_stop(self) -> str | None:
+        self.flush()
+        with session_scope() as session:
+            reason = lifecycle.stop_reason(session, self.job_id, self.worker_id)
+        if reason == "lost":
+            self.lease.lost = True
+            return "cancel"  # stop without a pause checkpoint; whoever holds the job now carries on
+        return reason
+
+    # -- plumbing -------------------------------------------------------------------------
+    def flush(self) -> None:
+        with self._lock:
+            events, self.pending_events = self.pending_events, []
+            rollouts, self.pending_rollouts = self.pending_rollouts, []
+        progress = {k: v for k, v in self.progress.items() if k != "first_step"}
+        with session_scope() as session:
+            for ev in events:
+                add_event(session, self.job_id, ev["message"], type=ev["type"], data=ev["data"])
+            for step, rows in rollouts:
+                lifecycle.add_rollouts(session, self.job_id, step, rows)
+            if not lifecycle.heartbeat(session, self.job_id, self.worker_id, trained_tokens=self.trained_tokens,
+                                       **progress):
+                self.lease.lost = True
+                session.rollback()  # not ours any more: write nothing
+        self.last_flush = time.monotonic()
+
+    def _shape_rollout(self, step: int, r: dict[str, Any]) -> dict[str, Any]:
+        example = self.examples.get(r.get("prompt_id", ""))
+        image, size = None, None
+        if example is not None:
+            key = r["prompt_id"]
+            if key not in self._thumbs:
+                self._thumbs[key] = thumbnail(example["image"])
+            image, size = self._thumbs[key]
+        item = example["item"] if example else {}
+        completions = []
+        for i, text in enumerate(r["completions"]):
+            completions.append({
+                "text": text,
+                "reward": r["rewards"][i],
+                "rewards": {name: values[i] for name, values in r.get("sub_rewards", {}).items()},
+                "advantage": r["advantages"][i],
+                "flags": {name: bool(values[i]) for name, values in r.get("flags", {}).items()},
+                "boxes": _boxes(text, self.box_scale) if self.draws_boxes else None,
+            })
+        return {
+            "prompt_id": r.get("prompt_id"), "prompt": r.get("prompt"), "image": image, "image_size": size,
+            "reference": {k: v for k, v in item.items() if isinstance(v, (str, int, float, bool)) and k != "problem"},
+            "gt_boxes": _boxes(str(item.get("solution", "")), 1000.0) if self.draws_boxes else None,
+            "completions": completions,
+        }
+
+
+def eval_event_data(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Normalise the trainer's evaluation result into the event/checkpoint vocabulary."""
+    rewards = metrics.get("rewards") or metrics.get("reward_means") or {}
+    data = {"step": step, "eval": True, "valid_reward_mean": float(metrics.get("reward_mean", 0.0)),
+            "valid_rewards": rewards}
+    for name in ("accuracy", "map", "miou", "mean_iou"):
+        if metrics.get(name) is not None:
+            data["valid_metric_name"] = "miou" if name == "mean_iou" else name
+            data["valid_metric"] = float(metrics[name])
+            data[f"valid_{data['valid_metric_name']}"] = data["valid_metric"]
+            break
+    return data
