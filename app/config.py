@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker (Redis); none = embedded worker.")
     s3_endpoint_url: str | None = None
     s3_bucket: str | None = Field(default=None, description="Objects go to S3 when set, else to data_dir/objects.")
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint clients reach for presigned downloads, if not the internal one.")
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None

@@ -113,19 +113,15 @@ class S3Store:
                 "aws_access_key_id": settings.s3_access_key_id,
                 "aws_secret_access_key": settings.s3_secret_access_key,
             }
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
-            ),
-            **kwargs,
-        )
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+        self.client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
+                                   config=config, **kwargs)
+        # A presigned URL's signature covers its host: sign with the address clients will use.
+        self.signer = self.client
+        if settings.s3_public_endpoint_url:
+            self.signer = boto3.client("s3", endpoint_url=settings.s3_public_endpoint_url,
+                                       region_name=settings.s3_region, config=config, **kwargs)
         self.bucket = settings.s3_bucket
         self.transfer = TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK)
 
@@ -179,7 +175,7 @@ class S3Store:
         params = {"Bucket": self.bucket, "Key": key}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
+        return self.signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def ping(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)
