@@ -19,3 +19,8 @@ def get_session() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def get_session_factory():
+    """For work that outlives one query (an event stream polls for minutes): a session per poll."""
+    return get_sessionmaker()

@@ -81,12 +81,15 @@ def make_client(app, db_session):
     from fastapi.testclient import TestClient
 
     from app.auth.service import create_key
-    from app.deps import get_session
+    import contextlib
+
+    from app.deps import get_session, get_session_factory
 
     def override():
         yield db_session
 
     app.dependency_overrides[get_session] = override
+    app.dependency_overrides[get_session_factory] = lambda: (lambda: contextlib.nullcontext(db_session))
     clients = []
 
     def make(project_name: str | None = None, authenticated: bool = True):

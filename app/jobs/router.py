@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import current_project
 from app.config import get_settings
-from app.db import get_sessionmaker
-from app.deps import get_session
+from app.deps import get_session, get_session_factory
 from app.errors import ErrorCode, ServiceError
 from app.idempotency.service import body_hash, idempotent_response, remember
 from app.jobs import service
@@ -73,7 +72,7 @@ def list_jobs(
 ):
     rows, has_more = service.list_jobs(session, project_id=project_id, after=after, limit=limit, status=status)
     return {"object": "list", "data": [job_object(j, queue_position=service.queue_position(session, j)) for j in rows],
-            "has_more": has_more}
+            "has_more": has_more, "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
 
 
 @router.get("/{job_id}")
@@ -107,27 +106,33 @@ def resume_job(job_id: str, response: Response, project_id: str = Depends(curren
 @router.get("/{job_id}/events")
 def list_events(
     job_id: str,
+    request: Request,
     after: str | None = None,
     limit: int = Query(default=20),
     type: str | None = None,
     stream: bool = False,
     project_id: str = Depends(current_project),
     session: Session = Depends(get_session),
+    session_factory=Depends(get_session_factory),
 ):
     job = service.get_job(session, project_id=project_id, job_id=job_id)
     if stream:
-        return StreamingResponse(_sse(project_id, job.id), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        # a reconnecting EventSource sends the last id it saw: continue after it, don't replay
+        last = request.headers.get("last-event-id", "")
+        start = int(last.removeprefix("ftevent-")) if last.removeprefix("ftevent-").isdigit() else 0
+        return StreamingResponse(_sse(session_factory, project_id, job.id, start), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     rows, has_more = service.list_events(session, job=job, after=after, limit=limit, type=type)
     return {"object": "list", "data": [event_object(e) for e in rows], "has_more": has_more}
 
 
-async def _sse(project_id: str, job_id: str):
-    """Every event oldest-first, then new ones as they are written; ends when the job ends."""
-    seq = 0
+async def _sse(session_factory, project_id: str, job_id: str, seq: int = 0):
+    """Every event oldest-first, then new ones as they are written; ends when the job ends. A comment
+    line every ~15 s of silence keeps proxies from closing a stream during a long step."""
+    quiet = 0.0
     while True:
         def poll(seq=seq):
-            with get_sessionmaker()() as session:
+            with session_factory() as session:
                 job = service.get_job(session, project_id=project_id, job_id=job_id)
                 return job.status, service.events_since(session, job_id=job_id, seq=seq)
 
@@ -138,6 +143,10 @@ async def _sse(project_id: str, job_id: str):
         if status in TERMINAL and not events:
             yield "event: done\ndata: {}\n\n"
             return
+        quiet = 0.0 if events else quiet + 1.0
+        if quiet >= 15:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
         await asyncio.sleep(0.5 if events else 1.0)
 
 

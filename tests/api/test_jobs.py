@@ -182,3 +182,19 @@ def test_operations_endpoints(api_client):
 def test_invalid_json_body_is_400(api_client):
     r = api_client.post("/v1/fine_tuning/jobs", content=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code in (400, 422) and r.json()["error"]["message"]
+
+
+def test_events_stream_as_sse_and_resume_after_last_event_id(api_client, db_session):
+    from app.jobs.models import Job
+
+    jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client))).json()["id"]
+    api_client.post(f"/v1/fine_tuning/jobs/{jid}/cancel")
+    with api_client.stream("GET", f"/v1/fine_tuning/jobs/{jid}/events?stream=true") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = "".join(r.iter_text())
+    ids = [line[4:] for line in body.splitlines() if line.startswith("id: ")]
+    assert len(ids) == 4 and body.rstrip().endswith("data: {}")  # created, validated, queued, cancelled
+    with api_client.stream("GET", f"/v1/fine_tuning/jobs/{jid}/events?stream=true",
+                           headers={"Last-Event-ID": ids[1]}) as r:
+        again = [line[4:] for line in "".join(r.iter_text()).splitlines() if line.startswith("id: ")]
+    assert again == ids[2:]
