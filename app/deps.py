@@ -6,19 +6,12 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import Session
 
-from app.db import get_sessionmaker
+from app.db import get_sessionmaker, session_scope
 
 
 def get_session() -> Iterator[Session]:
-    session = get_sessionmaker()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_session_factory():

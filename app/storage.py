@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from app.config import Settings, get_settings
 from app.errors import ErrorCode, ServiceError

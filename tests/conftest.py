@@ -156,9 +156,6 @@ class LiveServer:
 def start_live_server(tag: str, *, extra_env: dict | None = None, worker: bool = True) -> LiveServer:
     import subprocess
     import sys
-    import time
-
-    import httpx
 
     from app.migrate import upgrade
 
@@ -176,16 +173,7 @@ def start_live_server(tag: str, *, extra_env: dict | None = None, worker: bool =
         cmd.append("--no-worker")
     proc = subprocess.Popen(cmd, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"vrft-server did not start:\n{log_path.read_text()}")
-        time.sleep(0.2)
+    services.wait_healthy(base, proc, log_path)
     server = LiveServer(base, env, proc, log_path)
     server.dbname = dbname
     return server

@@ -113,3 +113,19 @@ class SeaweedFS:
             self.proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_healthy(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
+    """Until ``/healthz`` answers; raise with the server's log if it dies or never answers."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"vrft-server did not start:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.2)

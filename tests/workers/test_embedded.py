@@ -8,12 +8,11 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 
 import httpx
 
 from tests.factories import job_body, jsonl, upload, visual_rft_rows
-from tests.services import free_port
+from tests.services import free_port, wait_healthy
 from tests.workers.conftest import wait_status
 
 
@@ -27,15 +26,7 @@ def test_embedded_mode_runs_a_job_with_no_services(tmp_path):
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+        wait_healthy(base, proc, tmp_path / "server.log")
         key = subprocess.run([sys.executable, "-m", "app.cli", "create-key", "--project", "solo"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip()
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
