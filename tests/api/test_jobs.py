@@ -1,6 +1,6 @@
 import sqlalchemy as sa
 
-from tests.factories import CLASSIFICATION_GRADER, job_body, jsonl, upload, visual_rft_rows
+from tests.factories import job_body, jsonl, upload, visual_rft_rows
 
 
 def _file(client, n=4):
@@ -184,9 +184,7 @@ def test_invalid_json_body_is_400(api_client):
     assert r.status_code in (400, 422) and r.json()["error"]["message"]
 
 
-def test_events_stream_as_sse_and_resume_after_last_event_id(api_client, db_session):
-    from app.jobs.models import Job
-
+def test_events_stream_as_sse_and_resume_after_last_event_id(api_client):
     jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client))).json()["id"]
     api_client.post(f"/v1/fine_tuning/jobs/{jid}/cancel")
     with api_client.stream("GET", f"/v1/fine_tuning/jobs/{jid}/events?stream=true") as r:
