@@ -1,0 +1,332 @@
+"""Visual-RFT training: GRPO with verifiable rewards on a LoRA adapter.
+
+Variant. The paper's GRPO (Visual-RFT, arXiv 2503.01785; VISUAL_RFT.md): G sampled completions per
+prompt, tokens after the first EOS masked, advantages (r − mean_g)/(std_g + 1e-4), per-token k3 KL
+to the reference with weight β (0.04), loss = −mean over sequences of the per-sequence token mean
+of (ρ·A − β·KL). With `num_iterations` μ = 1, ρ = exp(logp − logp.detach()) (≡ 1, gradient of
+logp) — exactly the paper. Options: μ > 1 (PPO-clipped ρ against the log-probs of the policy that
+sampled, ε / ε_high), `dapo` / `dr_grpo` aggregation, `batch` / `none` advantage scaling.
+
+Where we depart from the paper, and why:
+- LoRA, not full fine-tuning; the reference policy is the same network with the adapter disabled.
+- Groups whose completions all got the same reward (zero variance) are left out of the loss — not
+  only their advantage term (0 anyway) but also their KL term, and out of the sequence count
+  that normalises the loss. Their log-probs are not even computed. An optimizer step thus only
+  moves on groups that carry signal; a step where every group is flat makes no update (the
+  learning-rate schedule still advances). The fraction is reported as `zero_variance_fraction`.
+  The paper's code keeps them (advantage 0, KL still pulling toward the reference).
+- Log-probs (policy, old, reference) are taken at the sampling temperature, as the samples were;
+  the paper samples at 1.0, where both agree.
+- Each image goes through the vision tower once per step (LoRA leaves it untouched), see rollout.py.
+- `prompts_per_step` prompts make one optimizer step whatever `grad_accum` is: accumulation only
+  splits the loss passes, and the loss is normalised by whole-batch counts, so the update is the
+  same as without accumulation.
+
+A step reads top to bottom in `grpo_step`: sample → score → advantages → log-probs → loss →
+optimizer → metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workers.training import algo
+from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
+from workers.training.config import TrainConfig
+from workers.training.data import PromptOrder, check_examples
+from workers.training.hooks import bind
+from workers.training.logprobs import completion_logprobs
+from workers.training.lora import attach_lora, load_lora
+from workers.training.model import LoadedModel, load_model
+from workers.training.rewards import make_reward_fn, score_completions
+from workers.training.rollout import generate_rollouts, image_features, prepare_prompts, subset
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path | None  # final adapter (PEFT format + processor files); None if stopped
+    steps: int  # last completed step
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # per-step metrics of this run
+    stopped: str | None = None  # "cancel" / "pause" when should_stop() ended the run
+    checkpoint_dir: Path | None = None  # last checkpoint written (the pause checkpoint on pause)
+    eval_metrics: dict[str, Any] | None = None  # last evaluation, if any
+    model: Any = field(default=None, repr=False)  # the trained peft model, still in memory (notebooks, tests)
+
+
+@dataclass
+class Run:
+    """What a step needs, built once by `train`."""
+
+    config: TrainConfig
+    loaded: LoadedModel
+    model: Any  # the peft model
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    params: list[torch.nn.Parameter]
+    reward_fn: Any
+    grader_name: str
+    device: torch.device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def total_steps(config: TrainConfig, n_examples: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    return max(1, math.ceil(config.n_epochs * n_examples / config.prompts_per_step))
+
+
+def lr_lambda(config: TrainConfig, total_updates: int):
+    """Factor on the base lr for optimizer update u (0-based): linear warm-up, then constant/cosine."""
+    warmup = config.warmup_steps
+
+    def factor(u: int) -> float:
+        if u < warmup:
+            return (u + 1) / (warmup + 1)
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (u - warmup) / max(1, total_updates - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _micro_batches(groups: list[int], group_size: int, groups_per_micro: int, device) -> list[torch.Tensor]:
+    """Row indices of each micro-batch, from the groups that are trained on."""
+    out = []
+    for start in range(0, len(groups), groups_per_micro):
+        chunk = groups[start:start + groups_per_micro]
+        rows = [g * group_size + j for g in chunk for j in range(group_size)]
+        out.append(torch.tensor(rows, dtype=torch.long, device=device))
+    return out
+
+
+def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[dict[str, Any], list[dict]]:
+    """One GRPO step on `examples` (prompts_per_step of them) → (metrics, rollouts to log)."""
+    cfg, model, G = run.config, run.model, run.config.group_size
+    t0 = time.perf_counter()
+
+    # 1. Sample G completions per prompt, in one batched generate (no dropout while sampling).
+    model.eval()
+    batch = prepare_prompts(run.loaded.processor, list(examples), run.device)
+    images = image_features(model, batch)  # vision tower once per prompt
+    rollouts = generate_rollouts(
+        model, batch, images, tokenizer=run.loaded.processor.tokenizer, group_size=G,
+        max_new_tokens=cfg.max_completion_tokens, eos_token_ids=run.loaded.eos_token_ids,
+        pad_token_id=run.loaded.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
+        suppressed_token_ids=run.loaded.suppressed_token_ids)
+    t_generated = time.perf_counter()
+
+    # 2. Score every completion; 3. group-relative advantages.
+    scores = score_completions(run.reward_fn, rollouts.texts, batch.examples, rollouts.image_index.tolist(),
+                               batch.image_sizes, batch.resized_sizes)
+    rewards = torch.tensor(scores.rewards, dtype=torch.float32, device=run.device)  # (N,)
+    advantages = algo.group_advantages(rewards, G, cfg.scale_rewards)  # (N,)
+    flat = algo.zero_variance_groups(rewards, G)  # (B,)
+    informative = [g for g in range(len(examples)) if not flat[g]]
+    micro_rows = _micro_batches(informative, G, cfg.prompts_per_step // cfg.grad_accum, run.device)
+    micros = [subset(rollouts, rows) for rows in micro_rows]
+    n_seq = len(informative) * G  # whole-batch counts: accumulation keeps full-batch maths
+    n_tok = float(sum(m.completion_mask.sum() for m in micros))
+
+    # 4. Reference (adapter off) and old-policy log-probs, once per rollout batch.
+    def logprobs(m):  # (n, T) log-probs of micro-batch m's completions under the model as it is now
+        return completion_logprobs(model, m, images, temperature=cfg.temperature, chunk_tokens=cfg.logit_chunk_tokens,
+                                   suppressed_token_ids=run.loaded.suppressed_token_ids)
+
+    with torch.no_grad():
+        ref_logps = old_logps = None
+        if cfg.beta and micros:
+            with model.disable_adapter():
+                ref_logps = [logprobs(m) for m in micros]
+        if cfg.num_iterations > 1 and micros:
+            old_logps = [logprobs(m) for m in micros]
+
+    # 5. Loss and μ optimizer updates over the same rollouts.
+    learning_rate = run.scheduler.get_last_lr()[0]
+    losses, kls, clips, grad_norms = [], [], [], []
+    model.train()
+    for _ in range(cfg.num_iterations):
+        if not micros:  # every group flat: nothing to learn from, no update (the schedule still advances)
+            with warnings.catch_warnings():  # torch warns about a scheduler step with no optimizer step
+                warnings.simplefilter("ignore", UserWarning)
+                run.scheduler.step()
+            continue
+        run.optimizer.zero_grad(set_to_none=True)
+        loss_sum, kl_sum, clip_sum = 0.0, 0.0, 0.0
+        for k, (m, rows) in enumerate(zip(micros, micro_rows)):
+            logp = logprobs(m)  # (n, T), with grad
+            old = old_logps[k] if old_logps is not None else logp.detach()
+            ref = ref_logps[k] if ref_logps is not None else None
+            loss, stats = algo.policy_loss(
+                logp, old, ref, advantages[rows], m.completion_mask, beta=cfg.beta, epsilon=cfg.epsilon,
+                epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
+                max_completion_tokens=cfg.max_completion_tokens, num_sequences=n_seq, num_tokens=n_tok)
+            loss.backward()
+            loss_sum += loss.item()
+            kl_sum += stats["kl"].item() * stats["tokens"].item()
+            clip_sum += stats["clip_ratio"].item() * stats["tokens"].item()
+        grad_norms.append(torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm).item())
+        run.optimizer.step()
+        run.scheduler.step()
+        losses.append(loss_sum)
+        kls.append(kl_sum / max(n_tok, 1.0))
+        clips.append(clip_sum / max(n_tok, 1.0))
+    model.eval()
+    if run.device.type == "cuda":  # kernels run asynchronously: time the work, not its launch
+        torch.cuda.synchronize(run.device)
+    t_end = time.perf_counter()
+
+    # 6. Metrics and a few rollouts for people to read.
+    lengths = rollouts.completion_mask.sum(dim=1)
+    generated = float(lengths.sum())
+    per_grader = {name: float(np.mean(values)) for name, values in scores.sub_rewards.items()}
+    if not per_grader:
+        per_grader = {run.grader_name: float(rewards.mean())}
+    metrics = {
+        "step": step,
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "rewards": per_grader,
+        "zero_variance_fraction": float(flat.float().mean()),
+        "kl": float(np.mean(kls)) if kls else None,  # None: no update this step (all groups flat)
+        "loss": float(np.mean(losses)) if losses else None,
+        "clip_ratio": float(np.mean(clips)) if clips else None,
+        "grad_norm": float(np.mean(grad_norms)) if grad_norms else None,
+        "completion_length_mean": float(lengths.float().mean()),
+        "learning_rate": learning_rate,
+        "tokens_per_s": generated / max(t_end - t0, 1e-9),
+        "generate_time_s": t_generated - t0,
+        "step_time_s": t_end - t0,
+    }
+    logged = []
+    for g in range(min(cfg.rollouts_logged_per_step, len(examples))):
+        rows = range(g * G, (g + 1) * G)
+        logged.append({
+            "prompt_id": str(examples[g].get("id", "")),
+            "prompt": examples[g]["prompt"],
+            "completions": [rollouts.texts[r] for r in rows],
+            "rewards": [scores.rewards[r] for r in rows],
+            "sub_rewards": {name: [v[r] for r in rows] for name, v in scores.sub_rewards.items()},
+            "advantages": [float(advantages[r]) for r in rows],
+            "flags": {name: [v[r] for r in rows] for name, v in scores.flags.items()},
+        })
+    return metrics, logged
+
+
+def _build_run(config: TrainConfig, grader) -> tuple[Run, dict[str, Any] | None]:
+    reward_fn, grader_name = make_reward_fn(grader)
+    loaded = load_model(config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels,
+                        max_pixels=config.max_pixels, cache_dir=config.model_cache_dir)
+    state = None
+    if config.resume_from:
+        model = load_lora(loaded.model, config.resume_from, trainable=True,
+                          gradient_checkpointing=config.gradient_checkpointing)
+        state = load_state(config.resume_from)
+    else:
+        model = attach_lora(loaded.model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                            target_modules=config.lora_target_modules,
+                            gradient_checkpointing=config.gradient_checkpointing, seed=config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                                  weight_decay=config.weight_decay)
+    return Run(config, loaded, model, optimizer, None, params, reward_fn, grader_name,  # type: ignore[arg-type]
+               next(model.parameters()).device), state
+
+
+def train(config: TrainConfig, train_data: Sequence[dict[str, Any]],
+          val_data: Sequence[dict[str, Any]] | None = None, grader: Any = None, hooks: Any = None) -> TrainResult:
+    """Fine-tune `config.model` with Visual-RFT GRPO as a LoRA adapter.
+
+    `train_data`/`val_data`: sequences of `{"id", "prompt", "image": bytes | PIL.Image, "item": dict}`.
+    `grader`: a grader spec dict (scored by `app.graders.score`) or a callable
+    `reward_fn(samples, items)`. `hooks`: see hooks.py. Returns a `TrainResult`.
+    """
+    if grader is None:
+        raise ValueError("train() needs a grader: a grader spec dict or a reward_fn(samples, items)")
+    hooks = bind(hooks)
+    check_examples(train_data)
+    run, state = _build_run(config, grader)
+    steps_total = total_steps(config, len(train_data))
+    run.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        run.optimizer, lr_lambda(config, steps_total * config.num_iterations))
+    step, cursor, elapsed_before = 0, 0, 0.0
+    if state is not None:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        step, cursor, elapsed_before = state["step"], state["cursor"], state.get("elapsed_s", 0.0)
+        set_rng_state(state["rng"])  # after the model is built: continue the very same random stream
+    else:
+        seed_everything(config.seed)
+    order = PromptOrder(len(train_data), config.seed)
+    history: list[dict[str, Any]] = []
+    last_ckpt: Path | None = None
+    eval_metrics = None
+    started = time.perf_counter()
+
+    def checkpoint(metrics: dict[str, Any]) -> Path:
+        path = save_checkpoint(checkpoint_dir(config.output_dir, step), model=run.model, optimizer=run.optimizer,
+                               scheduler=run.scheduler, step=step, cursor=cursor, metrics=metrics,
+                               config=config.to_dict(),
+                               extra={"elapsed_s": elapsed_before + time.perf_counter() - started})
+        hooks.on_checkpoint(path, step, metrics)
+        return path
+
+    def run_eval() -> dict[str, Any]:
+        from workers.training.evaluate import evaluate
+
+        result = evaluate(run.model, run.loaded, val_data, grader, task=config.eval_task,
+                          max_new_tokens=config.max_completion_tokens, limit=config.eval_samples)
+        result["step"] = step
+        hooks.on_eval(step, result)
+        return result
+
+    if val_data and config.eval_before_training and state is None:
+        # the LoRA B matrices start at zero, so the policy at step 0 *is* the base model
+        eval_metrics = run_eval()
+    while step < steps_total:
+        reason = hooks.should_stop()
+        if reason:
+            if reason == "pause":
+                last_ckpt = checkpoint(history[-1] if history else {"step": step})
+            return TrainResult(None, step, history, stopped=reason, checkpoint_dir=last_ckpt,
+                               eval_metrics=eval_metrics, model=run.model)
+        examples = [train_data[i] for i in order.take(cursor, config.prompts_per_step)]
+        cursor += config.prompts_per_step
+        step += 1
+        metrics, logged = grpo_step(run, examples, step)
+        metrics["elapsed_s"] = elapsed_before + time.perf_counter() - started
+        metrics["epoch"] = cursor / len(train_data)
+        history.append(metrics)
+        hooks.on_step(metrics)
+        hooks.on_rollouts(step, logged)
+        if config.checkpoint_interval and step % config.checkpoint_interval == 0 and step < steps_total:
+            last_ckpt = checkpoint(metrics)
+        if val_data and config.eval_interval and step % config.eval_interval == 0 and step < steps_total:
+            eval_metrics = run_eval()
+
+    if val_data:
+        eval_metrics = run_eval()
+    final_metrics = dict(history[-1]) if history else {"step": step}
+    if eval_metrics:
+        final_metrics["eval"] = eval_metrics
+    if config.checkpoint_interval and step % config.checkpoint_interval == 0:
+        last_ckpt = checkpoint(final_metrics)
+    adapter = save_adapter(Path(config.output_dir) / "adapter", model=run.model, model_dir=run.loaded.path,
+                           metrics=final_metrics, config=config.to_dict())
+    return TrainResult(adapter, step, history, stopped=None, checkpoint_dir=last_ckpt, eval_metrics=eval_metrics,
+                       model=run.model)

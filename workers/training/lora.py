@@ -1,0 +1,101 @@
+"""Attach a LoRA adapter (peft) to the language model of a VLM — never to the vision tower.
+
+Why a regex and not peft's list of names: Qwen2.5-VL's vision blocks also have `gate_proj`,
+`up_proj`, `down_proj`, and a plain name list would put LoRA on them too. The regex matches the
+projections by name but rejects every module whose path mentions `visual`/`vision`.
+
+The reference policy of GRPO is the same network with the adapter switched off
+(`with model.disable_adapter():`), so no second model sits in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def target_regex(names: Sequence[str] = DEFAULT_TARGETS) -> str:
+    """A peft `target_modules` regex: the named linear layers of the language model only."""
+    alternatives = "|".join(re.escape(n) for n in names)
+    return rf"^(?!.*(?:visual|vision)).*\.(?:{alternatives})$"
+
+
+def attach_lora(model: torch.nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+                target_modules: Sequence[str] | str = DEFAULT_TARGETS, gradient_checkpointing: bool = False,
+                seed: int | None = None):
+    """Wrap `model` in a fresh peft LoRA adapter. Only the adapter's parameters require grad.
+
+    `target_modules` is a list of short module names (turned into the vision-excluding regex) or a
+    ready regex string. With `seed`, the adapter's random A matrices do not depend on the caller's
+    RNG state.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    regex = target_modules if isinstance(target_modules, str) else target_regex(target_modules)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=regex,
+                        bias="none", task_type="CAUSAL_LM")
+    with _quiet_peft(), torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        peft_model = get_peft_model(model, config)
+    _check_no_vision_lora(peft_model)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(peft_model)
+    return peft_model
+
+
+def load_lora(model: torch.nn.Module, adapter_dir: str | Path, *, trainable: bool = True,
+              gradient_checkpointing: bool = False):
+    """Wrap `model` with a saved adapter (PEFT format), trainable to continue training."""
+    from peft import PeftModel
+
+    with _quiet_peft():
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(peft_model)
+    return peft_model
+
+
+def enable_gradient_checkpointing(peft_model) -> None:
+    """Checkpoint the decoder layers, in a way that works with a frozen base + LoRA.
+
+    With the base frozen, the embedding output does not require grad, and reentrant checkpointing
+    would then drop every gradient inside the checkpointed layers (the crash/no-learning of
+    Visual-RFT issue #147). We use non-reentrant checkpointing *and* make the input embeddings
+    require grad, which covers both implementations.
+    """
+    base = peft_model.get_base_model()
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers ≥ 5.2x name
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    peft_model.enable_input_require_grads()
+
+
+def lora_parameters(peft_model) -> dict[str, torch.Tensor]:
+    """The trainable adapter tensors by name (what the optimizer sees)."""
+    return {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """peft reads transformers' deprecated `is_gradient_checkpointing`; its FutureWarning is noise to us."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def _check_no_vision_lora(peft_model) -> None:
+    bad = [n for n, _ in peft_model.named_parameters() if "lora_" in n and ("visual" in n or "vision" in n)]
+    if bad:
+        raise ValueError(f"LoRA target modules reach into the vision tower: {bad[:3]}")
+    if not any("lora_" in n for n, _ in peft_model.named_parameters()):
+        raise ValueError("LoRA target modules matched no layer of the language model")
