@@ -196,3 +196,23 @@ def test_events_stream_as_sse_and_resume_after_last_event_id(api_client):
                            headers={"Last-Event-ID": ids[1]}) as r:
         again = [line[4:] for line in "".join(r.iter_text()).splitlines() if line.startswith("id: ")]
     assert again == ids[2:]
+
+
+def test_box_graders_take_the_model_familys_coordinates(api_client):
+    """Qwen2.5-VL answers boxes in resized pixels; the others in 0–1000 (unless the user says)."""
+    fid = _file(api_client)
+
+    def coords(model, grader):
+        body = job_body(fid, model=model)
+        body["method"]["reinforcement"]["grader"] = grader
+        r = api_client.post("/v1/fine_tuning/jobs", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["method"]["reinforcement"]["grader"]
+
+    det = {"type": "visual_rft", "name": "det", "task": "detection"}
+    assert coords("vrft/tiny-qwen2.5-vl", det)["coords"] == "pixels_resized"
+    assert coords("vrft/tiny-qwen2-vl", det)["coords"] == "norm1000"
+    assert coords("vrft/tiny-qwen2.5-vl", {**det, "coords": "norm1000"})["coords"] == "norm1000"
+    multi = {"type": "multi", "name": "m", "calculate_output": "iou", "graders": {"iou": {
+        "type": "box_iou", "name": "iou", "input": "{{sample.output_text}}", "reference": "{{item.solution}}"}}}
+    assert coords("vrft/tiny-qwen2.5-vl", multi)["graders"]["iou"]["coords"] == "pixels_resized"
