@@ -14,6 +14,6 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-def get_session_factory():
+async def get_session_factory():
     """For work that outlives one query (an event stream polls for minutes): a session per poll."""
     return get_sessionmaker()

@@ -138,12 +138,14 @@ class S3Store:
             raise _unavailable(exc) from exc
 
     def ensure_bucket(self) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self._call(self.client.create_bucket, Bucket=self.bucket)
+        except BotoCoreError as exc:  # unreachable: a 503 for the caller, and get_store() retries next time
+            raise _unavailable(exc) from exc
 
     def put_file(self, key: str, path: Path) -> None:
         self._call(self.client.upload_file, str(path), self.bucket, key, Config=self.transfer)

@@ -39,6 +39,14 @@ def create_key(session: Session, *, project_name: str) -> tuple[Project, str]:
     return project, key
 
 
+def cached_project(authorization: str | None) -> str | None:
+    """The project of a recently seen key, without touching the database (None: ask ``authenticate``)."""
+    if not authorization or not authorization[:7].lower() == "bearer ":
+        return None
+    hit = _cache.get(hash_key(authorization[7:].strip()))
+    return hit[0] if hit and hit[1] > time.monotonic() else None
+
+
 def authenticate(session: Session, *, authorization: str | None) -> str:
     """Return the project id for a ``Bearer`` header, or raise 401."""
     if not authorization:

@@ -3,13 +3,14 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.deps import current_project
+from app.auth.service import authenticate, cached_project
 from app.config import get_settings
 from app.deps import get_session, get_session_factory
 from app.errors import ErrorCode, ServiceError
@@ -17,20 +18,22 @@ from app.idempotency.service import body_hash, idempotent_response, remember
 from app.jobs import service
 from app.jobs.models import Job, Rollout
 from app.jobs.schemas import TERMINAL, JobCreate, checkpoint_object, event_object, job_object
+from app.jobs.views import job_views
 from app.queue import enqueue_job
 from app.storage import LocalStore, get_store
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
-def _poll_hint(response: Response, job: Job) -> None:
-    if job.status not in TERMINAL:
-        interval = get_settings().poll_interval_ms * (2 if job.status in ("queued", "paused") else 1)
-        response.headers["X-Poll-After-Ms"] = str(interval)
+def _poll_interval(job: Job) -> int:
+    return get_settings().poll_interval_ms * (2 if job.status in ("queued", "paused") else 1)
 
 
 def _render(session: Session, job: Job, response: Response) -> dict:
-    _poll_hint(response, job)
+    """For writes: the job as it is now (and this process's cached view of it is dropped)."""
+    job_views().invalidate(job.id)
+    if job.status not in TERMINAL:
+        response.headers["X-Poll-After-Ms"] = str(_poll_interval(job))
     return job_object(job, queue_position=service.queue_position(session, job))
 
 
@@ -71,14 +74,35 @@ def list_jobs(
     session: Session = Depends(get_session),
 ):
     rows, has_more = service.list_jobs(session, project_id=project_id, after=after, limit=limit, status=status)
-    return {"object": "list", "data": [job_object(j, queue_position=service.queue_position(session, j)) for j in rows],
+    return {"object": "list", "data": [job_object(j, queue_position=job_views().queue_position(session, j)) for j in rows],
             "has_more": has_more, "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
 
 
 @router.get("/{job_id}")
-def retrieve_job(job_id: str, response: Response, project_id: str = Depends(current_project),
-                 session: Session = Depends(get_session)):
-    return _render(session, service.get_job(session, project_id=project_id, job_id=job_id), response)
+async def retrieve_job(job_id: str, authorization: str | None = Header(default=None),
+                       session_factory=Depends(get_session_factory)):
+    """The polling hot path: answered from the per-process view cache when it can (see views.py)."""
+    views = job_views()
+    project_id = cached_project(authorization)
+    view = views.get(job_id, project_id) if project_id else None
+    if view is None:
+        try:
+            view = await run_in_threadpool(_load_view, session_factory, authorization, job_id)
+        except BaseException:
+            views.reload_failed(job_id)
+            raise
+    return Response(view.body, media_type="application/json", headers=view.headers)
+
+
+def _load_view(session_factory, authorization: str | None, job_id: str):
+    with session_factory() as session:
+        project_id = authenticate(session, authorization=authorization)
+        job = service.get_job(session, project_id=project_id, job_id=job_id)
+        headers: dict[str, str] = {}
+        if job.status not in TERMINAL:
+            headers["X-Poll-After-Ms"] = str(_poll_interval(job))
+        body = job_object(job, queue_position=job_views().queue_position(session, job))
+    return job_views().put(job_id, project_id, body, headers)
 
 
 @router.post("/{job_id}/cancel")

@@ -1,0 +1,94 @@
+"""The job-status hot path: dashboards and `wait()` loops poll ``GET /v1/fine_tuning/jobs/{id}``.
+
+Each rendered job is kept per process for a fraction of the poll interval the server itself asks
+clients to use (``X-Poll-After-Ms``), so a hundred clients watching one job cost one query per
+interval instead of a hundred. Writes through this process (cancel, pause, resume) invalidate at
+once; the worker's progress shows up within ``ttl`` — well inside the poll hint.
+
+Queue positions are computed for all queued jobs at once, at most once per ``ttl``, instead of a
+COUNT per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from app.jobs.models import Job
+
+
+@dataclass(frozen=True)
+class View:
+    project_id: str
+    body: bytes
+    headers: dict[str, str]
+    expires: float
+
+
+class JobViews:
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._views: dict[str, View] = {}
+        self._positions: tuple[float, dict[str, int]] = (0.0, {})
+        self._reloading: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str, project_id: str) -> View | None:
+        """A fresh view; or, when it just expired and another request is already reloading it, the
+        previous one (one reload per job at a time, not a stampede of a hundred)."""
+        view = self._views.get(job_id)
+        if view is None or view.project_id != project_id:
+            return None
+        if view.expires >= time.monotonic():
+            return view
+        with self._lock:
+            if job_id in self._reloading:
+                return view
+            self._reloading.add(job_id)
+        return None
+
+    def put(self, job_id: str, project_id: str, body: dict, headers: dict[str, str]) -> View:
+        view = View(project_id, orjson.dumps(body), headers, time.monotonic() + self.ttl_s)
+        with self._lock:
+            if len(self._views) > 50_000:
+                self._views.clear()
+            self._views[job_id] = view
+            self._reloading.discard(job_id)
+        return view
+
+    def reload_failed(self, job_id: str) -> None:
+        with self._lock:
+            self._reloading.discard(job_id)
+
+    def invalidate(self, job_id: str) -> None:
+        with self._lock:
+            self._views.pop(job_id, None)
+            self._reloading.discard(job_id)
+            self._positions = (0.0, {})
+
+    def queue_position(self, session: Session, job: Job) -> int | None:
+        if job.status != "queued":
+            return None
+        stamp, positions = self._positions
+        if stamp < time.monotonic() or job.id not in positions:
+            ids = session.scalars(sa.select(Job.id).where(Job.status == "queued").order_by(Job.enqueued_at, Job.id))
+            positions = {jid: i + 1 for i, jid in enumerate(ids)}
+            self._positions = (time.monotonic() + self.ttl_s, positions)
+        return positions.get(job.id)
+
+
+_views: JobViews | None = None
+
+
+def job_views() -> JobViews:
+    global _views
+    if _views is None:
+        from app.config import get_settings
+
+        _views = JobViews(ttl_s=min(1.0, get_settings().poll_interval_ms / 4000))
+    return _views
