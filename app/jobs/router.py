@@ -95,6 +95,7 @@ async def retrieve_job(job_id: str, authorization: str | None = Header(default=N
 
 
 def _load_view(session_factory, authorization: str | None, job_id: str):
+    generation = job_views().generation(job_id)
     with session_factory() as session:
         project_id = authenticate(session, authorization=authorization)
         job = service.get_job(session, project_id=project_id, job_id=job_id)
@@ -102,7 +103,7 @@ def _load_view(session_factory, authorization: str | None, job_id: str):
         if job.status not in TERMINAL:
             headers["X-Poll-After-Ms"] = str(_poll_interval(job))
         body = job_object(job, queue_position=job_views().queue_position(session, job))
-    return job_views().put(job_id, project_id, body, headers)
+    return job_views().put(job_id, project_id, body, headers, generation)
 
 
 @router.post("/{job_id}/cancel")

@@ -36,6 +36,7 @@ class JobViews:
         self._views: dict[str, View] = {}
         self._positions: tuple[float, dict[str, int]] = (0.0, {})
         self._reloading: set[str] = set()
+        self._generation: dict[str, int] = {}  # bumped by invalidate: a load that began before is stale
         self._lock = threading.Lock()
 
     def get(self, job_id: str, project_id: str) -> View | None:
@@ -52,13 +53,18 @@ class JobViews:
             self._reloading.add(job_id)
         return None
 
-    def put(self, job_id: str, project_id: str, body: dict, headers: dict[str, str]) -> View:
+    def generation(self, job_id: str) -> int:
+        return self._generation.get(job_id, 0)
+
+    def put(self, job_id: str, project_id: str, body: dict, headers: dict[str, str], generation: int) -> View:
         view = View(project_id, orjson.dumps(body), headers, time.monotonic() + self.ttl_s)
         with self._lock:
+            self._reloading.discard(job_id)
+            if generation != self._generation.get(job_id, 0):
+                return view  # a write landed while we read: answer, but don't keep the old state
             if len(self._views) > 50_000:
                 self._views.clear()
             self._views[job_id] = view
-            self._reloading.discard(job_id)
         return view
 
     def reload_failed(self, job_id: str) -> None:
@@ -69,6 +75,7 @@ class JobViews:
         with self._lock:
             self._views.pop(job_id, None)
             self._reloading.discard(job_id)
+            self._generation[job_id] = self._generation.get(job_id, 0) + 1
             self._positions = (0.0, {})
 
     def queue_position(self, session: Session, job: Job) -> int | None:

@@ -42,7 +42,7 @@ def test_real_job_runs_to_success_live(api, training_file, open_tab, output_dir)
     job = api.create_job(training_file["id"])
     row = page.locator(f'tr[data-job-id="{job["id"]}"]')
     expect(row).to_be_visible(timeout=15_000)
-    expect(row.get_by_text("vrft/tiny-qwen2-vl", exact=True)).to_be_visible()
+    expect(row).to_contain_text("vrft/tiny-qwen2-vl")  # alone while running, "→ ft:…" once done
     expect(row.get_by_role("progressbar")).to_be_visible()
 
     expect(row).to_have_attribute("data-status", re.compile(r"^(succeeded|failed|cancelled)$"), timeout=JOB_TIMEOUT_MS)
@@ -175,7 +175,7 @@ def test_files_page_lists_files_and_validation_report(api, training_file, open_t
 
 
 def test_cancel_from_the_job_page(api, training_file, open_tab, output_dir):
-    job = api.create_job(training_file["id"], max_steps=200)
+    job = api.create_job(training_file["id"], max_steps=20_000)  # still running when the page cancels it
     try:
         tab = open_tab(DESKTOP)
         page = tab.page
@@ -211,7 +211,7 @@ def test_cancel_from_the_job_page(api, training_file, open_tab, output_dir):
 
 
 def test_pause_and_resume_from_the_job_page(api, training_file, open_tab):
-    job = api.create_job(training_file["id"], max_steps=200)
+    job = api.create_job(training_file["id"], max_steps=20_000)  # long enough to pause and resume
     try:
         tab = open_tab(PHONE)
         page = tab.page
@@ -262,7 +262,7 @@ def test_rollout_boxes_and_error_panel_rendering(api, training_file, open_tab, o
     to the database."""
     from tests.dashboard.conftest import png_data_url
 
-    job = api.create_job(training_file["id"], max_steps=200)
+    job = api.create_job(training_file["id"], max_steps=20_000)
     api.http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
     failed = {**api.job(job["id"]), "status": "failed",
               "error": {"code": "grader_error", "message": "The grader failed on line 3", "param": "method.reinforcement.grader"}}
