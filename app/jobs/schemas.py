@@ -103,13 +103,9 @@ def checkpoint_object(ck: Checkpoint, job: Job) -> dict:
         "created_at": int(ck.created_at),
         "step_number": ck.step,
         "metrics": ck.metrics or {},
-        "fine_tuned_model_checkpoint": f"{job.fine_tuned_model or _model_name(job)}:ckpt-step-{ck.step}",
+        "fine_tuned_model_checkpoint": f"{job.fine_tuned_model or fine_tuned_model_name(job)}:ckpt-step-{ck.step}",
         "fine_tuning_job_id": job.id,
     }
-
-
-def _model_name(job: Job) -> str:
-    return fine_tuned_model_name(job)
 
 
 def fine_tuned_model_name(job: Job) -> str:

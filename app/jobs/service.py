@@ -22,7 +22,7 @@ from app.files.models import File
 from app.ids import new_id
 from app.jobs import hyperparameters as hparams
 from app.jobs.models import Checkpoint, Job, JobEvent
-from app.jobs.schemas import TERMINAL, JobCreate, fine_tuned_model_name
+from app.jobs.schemas import TERMINAL, JobCreate
 from app.pagination import check_limit, page
 
 HP_PARAM = "method.reinforcement.hyperparameters"
@@ -245,7 +245,3 @@ def get_checkpoint(session: Session, *, job: Job, checkpoint_id: str) -> Checkpo
     if ck is None:
         raise ServiceError(ErrorCode.CHECKPOINT_NOT_FOUND, f"No checkpoint {checkpoint_id!r} in job {job.id}.")
     return ck
-
-
-def model_name(job: Job) -> str:
-    return fine_tuned_model_name(job)
