@@ -39,7 +39,7 @@ def base_vs_tuned(client: vrft.Client, job_id: str) -> dict:
     if not points:
         return {}
     base, tuned = points[0], points[-1]
-    row = {"base (step 0)": base, f"tuned (step {tuned['step']})": tuned}
+    row = {f"base (step {base['step']})": base, f"tuned (step {tuned['step']})": tuned}
     for label, p in row.items():
         metric = f", {p.get('valid_metric_name')} {p.get('valid_metric', 0):.3f}" if p.get("valid_metric_name") else ""
         print(f"   {label:>18}: validation reward {p['valid_reward_mean']:.3f}{metric}")
