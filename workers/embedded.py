@@ -37,6 +37,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker_id = worker_identity()
+    _adopt_orphans(settings)
     log.info("embedded worker %s polling for jobs", worker_id)
     while not stop.is_set():
         if os.getppid() != parent:  # the server died without stopping us: don't outlive it
@@ -60,6 +61,21 @@ def main() -> int:
             busy.clear()
         log.info("job %s: %s", job_id, outcome)
     return 0
+
+
+def _adopt_orphans(settings) -> None:
+    """The embedded worker is the only worker of its database: a job still 'running' at start-up
+    belonged to a previous run of this server. Re-queue it now (it resumes from its checkpoint)
+    rather than waiting out the heartbeat timeout."""
+    from app.db import now
+
+    try:
+        with session_scope() as session:
+            for job_id, status in lifecycle.requeue_stale(session, stale_before=now() + 1,
+                                                          max_attempts=settings.max_job_attempts):
+                log.info("job %s from a previous run: %s", job_id, status)
+    except Exception as exc:  # no tables yet (first start): nothing to adopt
+        log.warning("embedded.adopt_failed error=%s", exc)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,8 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
         draws_boxes=task in ("detection", "grounding"),
         box_scale=1000.0 if coords_for(family) == "norm1000" else None,
     )
+    if resume_from is not None:  # count on from where the previous attempt got to
+        hooks.trained_tokens = job.trained_tokens or 0
     result = _train(config, train_data, val_data, grader, hooks)
     hooks.flush()
 
