@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from app.db import now, session_scope
 from app.ids import new_id
 from app.jobs import lifecycle
+from app.jobs.models import Checkpoint
 from app.jobs.service import add_event
 from workers.artifacts import upload_folder
 
@@ -110,6 +113,8 @@ class JobHooks:
 
     def on_checkpoint(self, path: Path, step: int, metrics: dict[str, Any]) -> None:
         self.flush()
+        if self.lost:  # the job is someone else's now (or cancelled): their checkpoints, not ours
+            return
         base = f"{self.project_id}/{self.job_id}/step-{step}"
         upload_folder(self.store, path, f"{base}/adapter.tar", exclude=STATE_FILES)
         upload_folder(self.store, path, f"{base}/state.tar")
@@ -133,10 +138,9 @@ class JobHooks:
                                            if data.get("valid_metric") is not None else ""),
                                         "type": "metrics", "data": data})
         self.flush()
+        if self.lost:
+            return
         with session_scope() as session:
-            from app.jobs.models import Checkpoint
-            import sqlalchemy as sa
-
             ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
             if ck is not None:
                 ck.metrics = {**(ck.metrics or {}), **{k: v for k, v in data.items() if k.startswith("valid_")}}
