@@ -146,13 +146,15 @@ def train_config(job: Job, hp: dict, settings: Settings, workdir: Path, resume_f
     return TrainConfig(**kwargs)
 
 
-def _model_folder(config) -> Path:
+def _model_folder(config, name: str) -> Path:
     from workers.training.tiny import resolve_model
 
     try:
         return resolve_model(config.model, config.model_cache_dir)
     except Exception as exc:
-        raise JobFailure("model_not_found", f"Could not find base model {config.model!r} on this worker: {exc}") from exc
+        where = "" if config.model == name else f" (configured as {config.model!r})"
+        raise JobFailure("model_not_found", f"Base model {name!r}{where} is not available on this worker: {exc}. "
+                         "Check VRFT_BASE_MODELS and the worker's model volume.") from exc
 
 
 def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path, lease: Lease) -> str:
@@ -191,7 +193,7 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
                       + (f" ({dropped} later step(s) that never reached a checkpoint are re-run)" if dropped else ""))
 
     config = train_config(job, hp, settings, workdir, resume_from)
-    model_dir = _model_folder(config)
+    model_dir = _model_folder(config, job.model)
     from workers.training.model import coords_for, family_of
     from workers.job_hooks import JobHooks
 

@@ -31,7 +31,10 @@ def celery_server(database, s3_server):
     import redis
 
     redis.Redis.from_url(broker).flushdb()
-    server = start_live_server("celery", extra_env={"VRFT_BROKER_URL": broker, **FAST_RECOVERY}, worker=False)
+    # one operator model whose folder is gone, to see a job fail with model_not_found
+    extra = {"VRFT_BROKER_URL": broker, "VRFT_BASE_MODELS": '{"acme/missing-vl": "/nonexistent/acme-vl"}',
+             **FAST_RECOVERY}
+    server = start_live_server("celery", extra_env=extra, worker=False)
     server.broker = broker
     yield server
     stop_live_server(server)

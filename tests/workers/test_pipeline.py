@@ -150,3 +150,32 @@ def test_storage_outage_during_checkpoint_fails_with_storage_unavailable(client,
     job = wait_status(client, job_id, ("failed", "succeeded"), timeout=120)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "storage_unavailable" and "storage" in job["error"]["message"].lower()
+
+
+def test_dry_run_reports_rewards_variance_flags_and_step_time(client, start_worker):
+    start_worker()
+    train = upload(client, jsonl(visual_rft_rows(6))).json()["id"]
+    body = job_body(train, dry_run=True, dry_run_samples=3)
+    body["method"]["reinforcement"]["grader"] = SIMILARITY
+    body["method"]["reinforcement"]["hyperparameters"].update(group_size=4, max_steps=50)
+    job = client.post("/v1/fine_tuning/jobs", json=body).json()
+    assert job["dry_run"] is True and job["progress"]["total_steps"] == 0
+    job = wait_status(client, job["id"], ("succeeded", "failed"))
+    assert job["status"] == "succeeded", job["error"]
+    report = job["dry_run_report"]
+    assert report["rows_sampled"] == 3 and report["completions"] == 12
+    assert sum(report["reward_histogram"]["counts"]) == 12
+    assert 0.0 <= report["zero_variance_group_fraction"] <= 1.0
+    assert set(report["flag_rates"]) >= {"sample_parse_error"}
+    assert report["seconds_per_step"] > 0 and report["estimated_total_seconds"] > report["seconds_per_step"]
+    assert metric_steps(client, job["id"]) == [], "a dry run trains nothing"
+    assert client.get(f"/v1/fine_tuning/jobs/{job['id']}/adapter").status_code == 409
+
+
+def test_missing_base_model_fails_with_model_not_found(client, start_worker):
+    start_worker()
+    job_id = client.post("/v1/fine_tuning/jobs", json=job_body(
+        upload(client, jsonl(visual_rft_rows(2))).json()["id"], model="acme/missing-vl")).json()["id"]
+    job = wait_status(client, job_id, ("succeeded", "failed"))
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "model_not_found" and "acme/missing-vl" in job["error"]["message"]
