@@ -45,8 +45,10 @@ def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), full
 
 
-def _boxes(text: str | None, scale: float) -> list[list[float]] | None:
-    """Boxes of a detection/grounding answer in 0–1 coordinates for drawing (None if unparseable)."""
+def _boxes(text: str | None, sx: float, sy: float) -> list[list[float]] | None:
+    """Boxes of a detection/grounding answer in 0–1 coordinates for drawing (None if unparseable);
+    ``sx``/``sy`` are what x and y are measured in (1000 for norm1000, the resized width/height for
+    Qwen2.5-VL's pixels)."""
     from app.graders.parsing import answer_text, parse_box_list
 
     if not text:
@@ -56,13 +58,13 @@ def _boxes(text: str | None, scale: float) -> list[list[float]] | None:
         boxes = parse_box_list(answer if answer is not None else text)
     except Exception:  # a drawing aid: an unparseable answer is simply not drawn (the flags say why)
         return None
-    return [[round(v / scale, 4) for v in b[:4]] for b in boxes]
+    return [[round(b[0] / sx, 4), round(b[1] / sy, 4), round(b[2] / sx, 4), round(b[3] / sy, 4)] for b in boxes]
 
 
 class JobHooks:
     def __init__(self, *, job_id: str, project_id: str, worker_id: str, lease, store, settings,
                  examples: dict[str, dict],
-                 total_steps: int, completions_per_step: int, draws_boxes: bool, box_scale: float | None,
+                 total_steps: int, completions_per_step: int, draws_boxes: bool, answer_coords: str,
                  flush_s: float = 2.0):
         self.job_id, self.project_id, self.worker_id = job_id, project_id, worker_id
         self.lease = lease
@@ -70,8 +72,8 @@ class JobHooks:
         self.examples = examples
         self.total_steps = total_steps
         self.completions_per_step = completions_per_step
-        self.draws_boxes = draws_boxes and box_scale is not None
-        self.box_scale = box_scale or 1000.0
+        self.draws_boxes = draws_boxes
+        self.answer_coords = answer_coords  # norm1000 | pixels_resized (the model family's convention)
         self.flush_s = flush_s
         self.pending_events: list[dict] = []
         self.pending_rollouts: list[tuple[int, list[dict]]] = []
@@ -180,6 +182,10 @@ class JobHooks:
                 self._thumbs[key] = thumbnail(example["image"])
             image, size = self._thumbs[key]
         item = example["item"] if example else {}
+        if self.answer_coords == "pixels_resized" and r.get("resized_image_size"):
+            sx, sy = r["resized_image_size"]
+        else:
+            sx = sy = 1000.0
         completions = []
         for i, text in enumerate(r["completions"]):
             completions.append({
@@ -188,12 +194,12 @@ class JobHooks:
                 "rewards": {name: values[i] for name, values in r.get("sub_rewards", {}).items()},
                 "advantage": r["advantages"][i],
                 "flags": {name: bool(values[i]) for name, values in r.get("flags", {}).items()},
-                "boxes": _boxes(text, self.box_scale) if self.draws_boxes else None,
+                "boxes": _boxes(text, sx, sy) if self.draws_boxes else None,
             })
         return {
             "prompt_id": r.get("prompt_id"), "prompt": r.get("prompt"), "image": image, "image_size": size,
             "reference": {k: v for k, v in item.items() if isinstance(v, (str, int, float, bool)) and k != "problem"},
-            "gt_boxes": _boxes(str(item.get("solution", "")), 1000.0) if self.draws_boxes else None,
+            "gt_boxes": _boxes(str(item.get("solution", "")), 1000.0, 1000.0) if self.draws_boxes else None,
             "completions": completions,
         }
 

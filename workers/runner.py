@@ -204,7 +204,7 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
         examples={str(e["id"]): e for e in train_data}, total_steps=config.max_steps,
         completions_per_step=config.prompts_per_step * config.group_size,
         draws_boxes=task in ("detection", "grounding"),
-        box_scale=1000.0 if coords_for(family) == "norm1000" else None,
+        answer_coords=coords_for(family),
     )
     if resume_from is not None:  # count on from where the previous attempt got to
         hooks.trained_tokens = job.trained_tokens or 0

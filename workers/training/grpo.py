@@ -219,6 +219,8 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
         logged.append({
             "prompt_id": str(examples[g].get("id", "")),
             "prompt": examples[g]["prompt"],
+            "image_size": batch.image_sizes[g],  # what the completions' box coordinates refer to
+            "resized_image_size": batch.resized_sizes[g],
             "completions": [rollouts.texts[r] for r in rows],
             "rewards": [scores.rewards[r] for r in rows],
             "sub_rewards": {name: [v[r] for r in rows] for name, v in scores.sub_rewards.items()},
