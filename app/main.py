@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -65,10 +66,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error_response(ServiceError(ErrorCode.INTERNAL, "Internal server error; it has been logged."))
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI):
+    """Pick up uploads whose background validation a previous run of the server left unfinished."""
+    import threading
+
+    def resume():
+        from app.files.service import resume_pending_validations
+        from app.storage import get_store
+
+        try:
+            resume_pending_validations(get_settings(), get_store())
+        except Exception:  # no tables yet, storage down: the next start tries again
+            log.warning("files.resume_validation_failed", exc_info=True)
+
+    threading.Thread(target=resume, name="resume-validations", daemon=True).start()
+    yield
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
-    app = FastAPI(title="vrft", version="0.1.0", description="Visual-RFT fine-tuning service (OpenAI-compatible).")
+    app = FastAPI(title="vrft", version="0.1.0", description="Visual-RFT fine-tuning service (OpenAI-compatible).",
+                  lifespan=_lifespan)
     app.add_middleware(ObservabilityMiddleware)
     install_error_handlers(app)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -135,6 +136,35 @@ def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings
     thread = threading.Thread(target=run, name=f"validate-{file_id}", daemon=True)
     thread.start()
     return thread
+
+
+def resume_pending_validations(settings: Settings, store: ObjectStore, *, older_than_s: float = 60.0) -> list[str]:
+    """Files left 'uploaded' by a server that stopped mid-validation: fetch each from storage and
+    validate it again, so no upload stays 'uploaded' forever. Called at API start-up."""
+    import tempfile
+
+    from app.db import now
+
+    with session_scope() as session:
+        pending = session.execute(sa.select(File.id, File.filename, File.storage_key).where(
+            File.status == "uploaded", File.created_at < now() - older_than_s)).all()
+    resumed = []
+    for file_id, filename, key in pending:
+        tmp_dir = settings.data_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="revalidate-")
+        os.close(fd)
+        try:
+            store.get_file(key, Path(name))
+        except Exception as exc:  # the object is gone or storage is down: say so, don't loop forever
+            Path(name).unlink(missing_ok=True)
+            with session_scope() as session:
+                session.execute(sa.update(File).where(File.id == file_id, File.status == "uploaded").values(
+                    status="error", status_details=f"validation was interrupted and the upload is unreadable: {exc}"))
+            continue
+        validate_in_background(file_id, filename, Path(name), settings)
+        resumed.append(file_id)
+    return resumed
 
 
 def get_file(session: Session, *, project_id: str, file_id: str, param: str | None = None) -> File:

@@ -42,3 +42,41 @@ def test_large_upload_validates_in_the_background(live_server):
     report = client.get(f"/v1/files/{f['id']}/validation").json()
     assert report["rows_valid"] == 280 and report["problems"] == []
     assert client.get(f"/v1/files/{f['id']}/content").content == content
+
+
+def test_validation_interrupted_by_a_restart_is_resumed(database, s3_server, tmp_path):
+    """A row left 'uploaded' (the server stopped mid-validation) is validated again from storage."""
+    import sqlalchemy as sa
+
+    from app.auth.service import create_key
+    from app.config import get_settings
+    from app.db import now, session_scope
+    from app.files.models import File
+    from app.files.service import resume_pending_validations, storage_key
+    from app.ids import new_id
+    from app.storage import get_store
+    from tests.factories import jsonl, visual_rft_rows
+
+    store = get_store()
+    content = jsonl(visual_rft_rows(3))
+    (tmp_path / "data").write_bytes(content)
+    with session_scope() as session:
+        project, _ = create_key(session, project_name=f"restart-{new_id('p')}")
+        ok = File(id=new_id("file"), project_id=project.id, filename="t.jsonl", purpose="fine-tune",
+                  bytes=len(content), sha256="x", status="uploaded", created_at=now() - 3600, storage_key="")
+        gone = File(id=new_id("file"), project_id=project.id, filename="u.jsonl", purpose="fine-tune",
+                    bytes=1, sha256="y", status="uploaded", created_at=now() - 3600, storage_key="")
+        ok.storage_key, gone.storage_key = storage_key(project.id, ok.id), storage_key(project.id, gone.id)
+        session.add_all([ok, gone])
+    store.put_file(ok.storage_key, tmp_path / "data")
+
+    resumed = resume_pending_validations(get_settings(), store)
+    assert ok.id in resumed and gone.id not in resumed
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with session_scope() as session:
+            statuses = dict(session.execute(sa.select(File.id, File.status).where(File.id.in_([ok.id, gone.id]))).all())
+        if statuses[ok.id] != "uploaded":
+            break
+        time.sleep(0.2)
+    assert statuses == {ok.id: "processed", gone.id: "error"}
