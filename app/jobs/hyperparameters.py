@@ -5,7 +5,8 @@ worker (to train with exactly what the job row says).
 
 Auto rules (also in the README):
 - ``batch_size`` (prompts per optimizer step): min(16, rows) — the paper's 16 prompts × 8 completions.
-- ``n_epochs``: enough passes to reach ~200 steps (the paper found 200 "sufficient"), clamped to 1..50.
+- ``n_epochs``: enough passes to reach ~200 steps (the paper found 200 "sufficient"), clamped to 1..50;
+  with an explicit ``max_steps``, the passes those steps amount to.
 - ``max_steps``: ceil(rows / batch_size) × n_epochs.
 - ``learning_rate``: 5e-5 × learning_rate_multiplier (LoRA wants far more than the paper's full-weight 1e-6).
 - ``checkpoint_interval``: ceil(max_steps / 4); ``eval_interval``: the checkpoint interval.
@@ -81,6 +82,8 @@ def resolve(hp: Hyperparameters, *, train_rows: int, val_rows: int = 0) -> dict:
     steps_per_epoch = max(1, math.ceil(train_rows / batch))
     if hp.n_epochs != "auto":
         epochs = hp.n_epochs
+    elif hp.max_steps != "auto":  # the step budget decides; show the passes it amounts to
+        epochs = max(1, math.ceil(hp.max_steps / steps_per_epoch))
     else:
         epochs = min(50, max(1, math.ceil(200 / steps_per_epoch)))
     max_steps = hp.max_steps if hp.max_steps != "auto" else steps_per_epoch * epochs
