@@ -13,7 +13,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import DESKTOP, PHONE, colour_jsonl
+from tests.dashboard.conftest import DESKTOP, PHONE, colour_jsonl, job_body
 
 JOB_TIMEOUT_MS = 180_000
 pytestmark = pytest.mark.slow
@@ -297,3 +297,29 @@ def test_rollout_boxes_and_error_panel_rendering(api, training_file, open_tab, o
         page.screenshot(path=str(output_dir / f"dashboard-rollout-boxes-{name}.png"), full_page=True)
         _assert_no_horizontal_overflow(page)
         tab.assert_no_errors()
+
+
+def test_real_detection_job_draws_ground_truth_boxes(api, open_tab):
+    """A real `visual_rft` detection job: the rollout browser draws the reference boxes of each prompt
+    (the random tiny model's answers rarely parse as boxes; predicted-box drawing is covered above)."""
+    from demo.synthetic import shapes_detection
+
+    rows = [r for r in shapes_detection(4, seed=3) if "No Objects" not in r["solution"]]
+    f = api.upload(("\n".join(json.dumps(r) for r in rows) + "\n").encode(), filename="shapes.jsonl")
+    assert f["status"] == "processed", f
+    body = job_body(f["id"], max_steps=1)
+    body["method"]["reinforcement"]["grader"] = {"type": "visual_rft", "name": "det", "task": "detection"}
+    job = api.http.post("/v1/fine_tuning/jobs", json=body).json()
+    tab = open_tab(DESKTOP)
+    page = tab.page
+    tab.sign_in(api.key)
+    page.goto(f"{tab.base_url}/#/jobs/{job['id']}")
+    expect(page.locator('[data-job-status="succeeded"]')).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    cards = page.locator("#job-rollouts article.rollout")
+    expect(cards.first).to_be_visible(timeout=15_000)
+    rollouts = api.http.get(f"/v1/fine_tuning/jobs/{job['id']}/rollouts").json()["data"]
+    expected = sum(len(r["gt_boxes"] or []) for r in rollouts)
+    assert expected >= 1
+    expect(page.locator('#job-rollouts rect[data-box="gt"]')).to_have_count(expected)
+    expect(cards.first.locator(".box-legend")).to_contain_text("ground truth")
+    tab.assert_no_errors()
