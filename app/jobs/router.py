@@ -30,8 +30,6 @@ def _poll_interval(job: Job) -> int:
 
 
 def _render(session: Session, job: Job, response: Response) -> dict:
-    """For writes: the job as it is now (and this process's cached view of it is dropped)."""
-    job_views().invalidate(job.id)
     if job.status not in TERMINAL:
         response.headers["X-Poll-After-Ms"] = str(_poll_interval(job))
     return job_object(job, queue_position=service.queue_position(session, job))
@@ -106,24 +104,32 @@ def _load_view(session_factory, authorization: str | None, job_id: str):
     return job_views().put(job_id, project_id, body, headers, generation)
 
 
+def _committed(session: Session, job: Job, response: Response) -> dict:
+    """For writes: commit, *then* drop this process's cached view — dropping it before the commit would
+    let a concurrent poll re-cache the old state."""
+    body = _render(session, job, response)
+    session.commit()
+    job_views().invalidate(job.id)
+    return body
+
+
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, response: Response, project_id: str = Depends(current_project),
                session: Session = Depends(get_session)):
-    return _render(session, service.cancel_job(session, project_id=project_id, job_id=job_id), response)
+    return _committed(session, service.cancel_job(session, project_id=project_id, job_id=job_id), response)
 
 
 @router.post("/{job_id}/pause")
 def pause_job(job_id: str, response: Response, project_id: str = Depends(current_project),
               session: Session = Depends(get_session)):
-    return _render(session, service.pause_job(session, project_id=project_id, job_id=job_id), response)
+    return _committed(session, service.pause_job(session, project_id=project_id, job_id=job_id), response)
 
 
 @router.post("/{job_id}/resume")
 def resume_job(job_id: str, response: Response, project_id: str = Depends(current_project),
                session: Session = Depends(get_session)):
     job = service.resume_job(session, project_id=project_id, job_id=job_id)
-    body = _render(session, job, response)
-    session.commit()
+    body = _committed(session, job, response)
     enqueue_job(job.id, get_settings())
     return body
 
