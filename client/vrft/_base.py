@@ -5,6 +5,11 @@ jittered exponential backoff (0.5 s, 1 s, 2 s … capped at 8 s), or after the s
 ``Retry-After`` / ``Retry-After-Ms`` when it sends one (capped at 60 s). Every POST carries one
 ``Idempotency-Key`` (uuid4) that is reused by all of its retries, so a retried create is answered
 with the first response instead of creating a second object.
+
+The retry loop is written once, as ``retry_plan``: a generator that decides what happens next and
+does no I/O itself. It yields a request to send, a delay to sleep or a response to discard, and
+``Client``/``AsyncClient`` drive it with blocking or awaited calls, so the two can never disagree
+about which failures are retried or how long to wait.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
@@ -22,7 +27,7 @@ import httpx
 from pydantic import BaseModel
 
 from vrft._version import __version__
-from vrft.errors import APIConnectionError, APITimeoutError
+from vrft.errors import APIConnectionError, APITimeoutError, make_status_error
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -78,6 +83,33 @@ def poll_after_seconds(response: httpx.Response, default: float) -> float:
         return max(float(raw) / 1000.0, 0.05) if raw else default
     except ValueError:
         return default
+
+
+class Send:
+    """A request the retry plan wants sent. (A wrapper rather than the bare request: an injected client
+    may be httpx-compatible without being httpx — Starlette's TestClient — so its requests are not
+    ``httpx.Request`` instances to tell apart by type.)"""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: httpx.Request):
+        self.request = request
+
+
+class Discard:
+    """A response the retry plan is done with: the driver closes it, reading the body first when it is
+    about to become an error (the error keeps the body)."""
+
+    __slots__ = ("response", "read_body")
+
+    def __init__(self, response: httpx.Response, *, read_body: bool):
+        self.response = response
+        self.read_body = read_body
+
+
+# What a retry plan yields: a request to send, seconds to sleep, or a response to close.
+RetryStep = Union[Send, float, Discard]
+RetryPlan = Generator[RetryStep, httpx.Response, httpx.Response]
 
 
 class BaseClient:
@@ -138,6 +170,47 @@ class BaseClient:
                 return min(hinted, MAX_RETRY_AFTER)
         base = min(0.5 * (2 ** attempt), MAX_BACKOFF)
         return base * (1 - 0.25 * random.random())  # jitter: 75–100 % of the step
+
+    def retry_plan(self, build: Callable[[], httpx.Request]) -> RetryPlan:
+        """The retry loop for one logical request; ``build`` makes a fresh request for each attempt.
+
+        The driver sends each yielded ``Send``'s request and sends the response back in, or throws the
+        ``httpx.TransportError`` it raised; sleeps for each yielded ``float``; closes each yielded
+        ``Discard``. The plan returns the first response below 400, or raises the SDK's error.
+        """
+        attempt = 0
+        while True:
+            request = build()
+            try:
+                response = yield Send(request)
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise self.connection_error(exc, request) from exc
+                yield self.backoff(attempt)
+            else:
+                if response.status_code < 400:
+                    return response
+                retry = attempt < self.max_retries and self.should_retry(response)
+                # the delay is read before the response is closed: Retry-After lives on it
+                delay = self.backoff(attempt, response) if retry else 0.0
+                yield Discard(response, read_body=not retry)
+                if not retry:
+                    raise make_status_error(response)
+                yield delay
+            attempt += 1
+
+    def plan_request(self, http: httpx.Client | httpx.AsyncClient, opts: RequestOptions) -> RetryPlan:
+        """``retry_plan`` for a request to our API through ``http``: the headers (and with them the
+        idempotency key) are made once, so every retry carries the same key."""
+        headers = self.headers(self.idempotency_headers(opts.method, opts.headers))
+        timeout = opts.timeout if opts.timeout is not None else self.timeout
+
+        def build() -> httpx.Request:
+            content = opts.content() if callable(opts.content) else opts.content
+            return http.build_request(opts.method, self.url(opts.path), params=opts.params or None, json=opts.json,
+                                      content=content, headers=headers, timeout=timeout)
+
+        return self.retry_plan(build)
 
     @staticmethod
     def connection_error(exc: httpx.HTTPError, request: Optional[httpx.Request]) -> APIConnectionError:

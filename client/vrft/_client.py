@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Optional, TypeVar, Union
 
 import httpx
 from pydantic import BaseModel
 
-from vrft._base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, BaseClient, RequestOptions, same_origin
+from vrft._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    BaseClient,
+    Discard,
+    RequestOptions,
+    RetryPlan,
+    Send,
+    same_origin,
+)
 from vrft.errors import _has_request, make_status_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,33 +66,32 @@ class Client(BaseClient):
     # -- requests ---------------------------------------------------------------------------------
     def request(self, opts: RequestOptions) -> httpx.Response:
         """Send with retries; returns a 2xx/3xx response or raises. Streamed responses must be closed."""
-        headers = self.headers(self.idempotency_headers(opts.method, opts.headers))
-        attempt = 0
-        while True:
-            content = opts.content() if callable(opts.content) else opts.content
-            request = self._http.build_request(
-                opts.method, self.url(opts.path), params=opts.params or None, json=opts.json, content=content,
-                headers=headers, timeout=opts.timeout if opts.timeout is not None else self.timeout,
-            )
-            try:
-                response = self._http.send(request, stream=opts.stream, follow_redirects=False)
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    self.sleep(self.backoff(attempt))
-                    attempt += 1
+        return self._drive(self.plan_request(self._http, opts),
+                           lambda request: self._http.send(request, stream=opts.stream, follow_redirects=False))
+
+    def _drive(self, plan: RetryPlan, send: Callable[[httpx.Request], httpx.Response]) -> httpx.Response:
+        """Carry out a ``retry_plan`` with blocking I/O."""
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Send):
+                    try:
+                        response = send(step.request)
+                    except httpx.TransportError as exc:
+                        step = plan.throw(exc)
+                        continue
+                    step = plan.send(response)
                     continue
-                raise self.connection_error(exc, request) from exc
-            if response.status_code >= 400:
-                if attempt < self.max_retries and self.should_retry(response):
-                    delay = self.backoff(attempt, response)
-                    response.close()
-                    self.sleep(delay)
-                    attempt += 1
-                    continue
-                response.read()
-                response.close()
-                raise make_status_error(response)
-            return response
+                if isinstance(step, Discard):
+                    if step.read_body:
+                        step.response.read()
+                    step.response.close()
+                else:
+                    self.sleep(step)
+                step = next(plan)
+        except StopIteration as done:
+            result: httpx.Response = done.value
+            return result
 
     def call(self, method: str, path: str, cast: type[M], **kwargs: Any) -> M:
         response = self.request(RequestOptions(method, path, **kwargs))
@@ -121,26 +129,8 @@ class Client(BaseClient):
                 outside.close()
 
     def _plain_get(self, client: httpx.Client, url: httpx.URL) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = client.send(client.build_request("GET", url), stream=True)
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    self.sleep(self.backoff(attempt))
-                    attempt += 1
-                    continue
-                raise self.connection_error(exc, None) from exc
-            if response.status_code >= 400:
-                if attempt < self.max_retries and self.should_retry(response):
-                    response.close()
-                    self.sleep(self.backoff(attempt, response))
-                    attempt += 1
-                    continue
-                response.read()
-                response.close()
-                raise make_status_error(response)
-            return response
+        return self._drive(self.retry_plan(lambda: client.build_request("GET", url)),
+                           lambda request: client.send(request, stream=True))
 
 
 class AsyncClient(BaseClient):
@@ -174,33 +164,33 @@ class AsyncClient(BaseClient):
         await asyncio.sleep(seconds)
 
     async def request(self, opts: RequestOptions) -> httpx.Response:
-        headers = self.headers(self.idempotency_headers(opts.method, opts.headers))
-        attempt = 0
-        while True:
-            content = opts.content() if callable(opts.content) else opts.content
-            request = self._http.build_request(
-                opts.method, self.url(opts.path), params=opts.params or None, json=opts.json, content=content,
-                headers=headers, timeout=opts.timeout if opts.timeout is not None else self.timeout,
-            )
-            try:
-                response = await self._http.send(request, stream=opts.stream, follow_redirects=False)
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    await self.sleep(self.backoff(attempt))
-                    attempt += 1
+        return await self._drive(self.plan_request(self._http, opts),
+                                 lambda request: self._http.send(request, stream=opts.stream, follow_redirects=False))
+
+    async def _drive(self, plan: RetryPlan,
+                     send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> httpx.Response:
+        """Carry out a ``retry_plan`` with awaited I/O."""
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Send):
+                    try:
+                        response = await send(step.request)
+                    except httpx.TransportError as exc:
+                        step = plan.throw(exc)
+                        continue
+                    step = plan.send(response)
                     continue
-                raise self.connection_error(exc, request) from exc
-            if response.status_code >= 400:
-                if attempt < self.max_retries and self.should_retry(response):
-                    delay = self.backoff(attempt, response)
-                    await response.aclose()
-                    await self.sleep(delay)
-                    attempt += 1
-                    continue
-                await response.aread()
-                await response.aclose()
-                raise make_status_error(response)
-            return response
+                if isinstance(step, Discard):
+                    if step.read_body:
+                        await step.response.aread()
+                    await step.response.aclose()
+                else:
+                    await self.sleep(step)
+                step = next(plan)
+        except StopIteration as done:
+            result: httpx.Response = done.value
+            return result
 
     async def call(self, method: str, path: str, cast: type[M], **kwargs: Any) -> M:
         response = await self.request(RequestOptions(method, path, **kwargs))
@@ -236,24 +226,5 @@ class AsyncClient(BaseClient):
                 await outside.aclose()
 
     async def _plain_get(self, client: httpx.AsyncClient, url: httpx.URL) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = await client.send(client.build_request("GET", url), stream=True)
-            except httpx.TransportError as exc:
-                if attempt < self.max_retries:
-                    await self.sleep(self.backoff(attempt))
-                    attempt += 1
-                    continue
-                raise self.connection_error(exc, None) from exc
-            if response.status_code >= 400:
-                if attempt < self.max_retries and self.should_retry(response):
-                    await response.aclose()
-                    await self.sleep(self.backoff(attempt, response))
-                    attempt += 1
-                    continue
-                await response.aread()
-                await response.aclose()
-                raise make_status_error(response)
-            return response
-
+        return await self._drive(self.retry_plan(lambda: client.build_request("GET", url)),
+                                 lambda request: client.send(request, stream=True))

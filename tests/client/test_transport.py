@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tarfile
@@ -125,6 +126,55 @@ def test_connection_errors_become_api_connection_error():
         with pytest.raises(vrft.APITimeoutError):
             client.files.list()
         assert len(server.requests) == 2
+
+
+def test_async_client_retries_like_the_sync_one():
+    """The async driver runs the same plan: 503 with Retry-After is waited out with the same key, a
+    dropped connection is retried, and the last error keeps the server's code."""
+    calls = []
+
+    def handler(seen):
+        calls.append(seen)
+        if len(calls) == 1:
+            return Reply(503, b'{"error": {"message": "down", "code": "dependency_unavailable"}}',
+                         {"Content-Type": "application/json", "Retry-After": "1.5"})
+        if len(calls) == 2:
+            return None  # connection dropped
+        return Reply(200, json.dumps(JOB).encode())
+
+    async def scenario(url):
+        sleeps = []
+        client = vrft.AsyncClient(api_key="k", base_url=url, max_retries=2)
+
+        async def record(seconds):
+            sleeps.append(seconds)
+
+        client.sleep = record  # type: ignore[method-assign]
+        try:
+            job = await client.jobs.create(model="m", training_file="file-1", grader={"type": "x"})
+        finally:
+            await client.close()
+        return job, sleeps
+
+    with StubServer(handler) as server:
+        job, sleeps = asyncio.run(scenario(server.url))
+    assert job.id == "ftjob-1" and len(calls) == 3
+    assert len({c.headers["idempotency-key"] for c in calls}) == 1
+    assert sleeps[0] == 1.5 and 0.75 <= sleeps[1] <= 1.0  # Retry-After, then jittered backoff for attempt 1
+
+    async def give_up(url):
+        client = vrft.AsyncClient(api_key="k", base_url=url, max_retries=1)
+        client.sleep = lambda s: asyncio.sleep(0)  # type: ignore[method-assign]
+        try:
+            await client.jobs.retrieve("ftjob-1")
+        finally:
+            await client.close()
+
+    with StubServer(lambda s: Reply(503, b'{"error": {"message": "busy", "code": "storage_unavailable"}}')) as server:
+        with pytest.raises(vrft.InternalServerError) as err:
+            asyncio.run(give_up(server.url))
+        assert len(server.requests) == 2
+    assert err.value.code == "storage_unavailable" and err.value.body["error"]["message"] == "busy"
 
 
 def test_status_error_classes():
