@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,7 +37,7 @@ MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0
 
 M = TypeVar("M", bound=BaseModel)
-Body = Union[bytes, Iterable[bytes], None]
+Body = bytes | Iterable[bytes] | None
 
 
 def normalise_base_url(url: str) -> str:
@@ -50,12 +50,12 @@ def normalise_base_url(url: str) -> str:
     return url
 
 
-def same_origin(a: Union[str, httpx.URL], b: Union[str, httpx.URL]) -> bool:
+def same_origin(a: str | httpx.URL, b: str | httpx.URL) -> bool:
     ua, ub = httpx.URL(str(a)), httpx.URL(str(b))
     return (ua.scheme, ua.host, ua.port) == (ub.scheme, ub.host, ub.port)
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> Optional[float]:
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``Retry-After-Ms``, ``Retry-After`` (seconds or HTTP date), or ``None``."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
@@ -108,15 +108,15 @@ class Discard:
 
 
 # What a retry plan yields: a request to send, seconds to sleep, or a response to close.
-RetryStep = Union[Send, float, Discard]
+RetryStep = Send | float | Discard
 RetryPlan = Generator[RetryStep, httpx.Response, httpx.Response]
 
 
 class BaseClient:
     """Configuration and pure request logic; the sync and async clients add the I/O."""
 
-    def __init__(self, *, api_key: Optional[str], base_url: Optional[str], timeout: Union[float, httpx.Timeout, None],
-                 max_retries: int, http_client: Any, default_headers: Optional[Mapping[str, str]]):
+    def __init__(self, *, api_key: str | None, base_url: str | None, timeout: float | httpx.Timeout | None,
+                 max_retries: int, http_client: Any, default_headers: Mapping[str, str] | None):
         self.api_key = api_key if api_key is not None else os.environ.get("VRFT_API_KEY")
         injected_base = str(getattr(http_client, "base_url", "") or "") if http_client is not None else ""
         chosen = base_url or (injected_base if injected_base.strip("/") else None) \
@@ -136,7 +136,7 @@ class BaseClient:
             path = "/" + path
         return self.base_url + path
 
-    def headers(self, extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = {"User-Agent": f"vrft-python/{__version__}", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -146,7 +146,7 @@ class BaseClient:
         return headers
 
     @staticmethod
-    def idempotency_headers(method: str, headers: Optional[Mapping[str, str]]) -> dict[str, str]:
+    def idempotency_headers(method: str, headers: Mapping[str, str] | None) -> dict[str, str]:
         out = dict(headers or {})
         if method.upper() == "POST" and not any(k.lower() == "idempotency-key" for k in out):
             out["Idempotency-Key"] = str(uuid.uuid4())
@@ -162,7 +162,7 @@ class BaseClient:
         return response.status_code in RETRY_STATUSES
 
     @staticmethod
-    def backoff(attempt: int, response: Optional[httpx.Response] = None) -> float:
+    def backoff(attempt: int, response: httpx.Response | None = None) -> float:
         """Delay before retry number ``attempt`` (0-based)."""
         if response is not None:
             hinted = parse_retry_after(response.headers)
@@ -213,7 +213,7 @@ class BaseClient:
         return self.retry_plan(build)
 
     @staticmethod
-    def connection_error(exc: httpx.HTTPError, request: Optional[httpx.Request]) -> APIConnectionError:
+    def connection_error(exc: httpx.HTTPError, request: httpx.Request | None) -> APIConnectionError:
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(f"Request timed out: {exc}", request=request)
         return APIConnectionError(f"Connection error: {exc.__class__.__name__}: {exc}", request=request)
@@ -228,8 +228,8 @@ class RequestOptions:
 
     __slots__ = ("method", "path", "params", "json", "content", "headers", "stream", "timeout")
 
-    def __init__(self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None, json: Any = None,
-                 content: Union[Callable[[], Any], bytes, None] = None, headers: Optional[Mapping[str, str]] = None,
+    def __init__(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
+                 content: Callable[[], Any] | bytes | None = None, headers: Mapping[str, str] | None = None,
                  stream: bool = False, timeout: Any = None):
         self.method = method.upper()
         self.path = path

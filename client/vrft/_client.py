@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -35,9 +35,9 @@ class Client(BaseClient):
     ``httpx.Client`` (for example a FastAPI ``TestClient``); its ``base_url`` is used when you give none.
     """
 
-    def __init__(self, api_key: Optional[str] = None, base_url: Optional[str] = None,
-                 timeout: Union[float, httpx.Timeout, None] = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
-                 http_client: Optional[httpx.Client] = None, default_headers: Optional[Mapping[str, str]] = None):
+    def __init__(self, api_key: str | None = None, base_url: str | None = None,
+                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+                 http_client: httpx.Client | None = None, default_headers: Mapping[str, str] | None = None):
         super().__init__(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries,
                          http_client=http_client, default_headers=default_headers)
         self._owns_http = http_client is None
@@ -54,7 +54,7 @@ class Client(BaseClient):
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -101,13 +101,13 @@ class Client(BaseClient):
         return self.request(RequestOptions(method, path, **kwargs))
 
     @contextlib.contextmanager
-    def download(self, path: str, *, params: Optional[Mapping[str, Any]] = None) -> Iterator[httpx.Response]:
+    def download(self, path: str, *, params: Mapping[str, Any] | None = None) -> Iterator[httpx.Response]:
         """GET ``path`` streamed, following redirects. A redirect to another host (a presigned S3 URL)
         is fetched by a separate plain client, so neither our ``Authorization`` header nor an injected
         client's default headers reach that host."""
         response = self.request(RequestOptions("GET", path, params=params, stream=True,
                                                headers={"Accept": "*/*"}))
-        outside: Optional[httpx.Client] = None
+        outside: httpx.Client | None = None
         try:
             hops = 0
             while response.is_redirect:
@@ -136,9 +136,9 @@ class Client(BaseClient):
 class AsyncClient(BaseClient):
     """Asynchronous vrft client: the same resources and methods as ``Client``, awaited."""
 
-    def __init__(self, api_key: Optional[str] = None, base_url: Optional[str] = None,
-                 timeout: Union[float, httpx.Timeout, None] = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
-                 http_client: Optional[httpx.AsyncClient] = None, default_headers: Optional[Mapping[str, str]] = None):
+    def __init__(self, api_key: str | None = None, base_url: str | None = None,
+                 timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+                 http_client: httpx.AsyncClient | None = None, default_headers: Mapping[str, str] | None = None):
         super().__init__(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries,
                          http_client=http_client, default_headers=default_headers)
         self._owns_http = http_client is None
@@ -154,7 +154,7 @@ class AsyncClient(BaseClient):
         if self._owns_http:
             await self._http.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -200,10 +200,10 @@ class AsyncClient(BaseClient):
         return await self.request(RequestOptions(method, path, **kwargs))
 
     @contextlib.asynccontextmanager
-    async def download(self, path: str, *, params: Optional[Mapping[str, Any]] = None) -> AsyncIterator[httpx.Response]:
+    async def download(self, path: str, *, params: Mapping[str, Any] | None = None) -> AsyncIterator[httpx.Response]:
         response = await self.request(RequestOptions("GET", path, params=params, stream=True,
                                                      headers={"Accept": "*/*"}))
-        outside: Optional[httpx.AsyncClient] = None
+        outside: httpx.AsyncClient | None = None
         try:
             hops = 0
             while response.is_redirect:

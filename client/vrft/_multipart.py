@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, Union
 
 CHUNK = 1024 * 1024
 FileSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
@@ -24,11 +24,11 @@ def _quote(value: str) -> str:
 
 
 class MultipartUpload:
-    def __init__(self, source: FileSource, *, fields: dict[str, str], filename: Optional[str] = None,
+    def __init__(self, source: FileSource, *, fields: dict[str, str], filename: str | None = None,
                  content_type: str = "application/octet-stream"):
-        self._path: Optional[Path] = None
-        self._bytes: Optional[bytes] = None
-        self._fh: Optional[IO[bytes]] = None
+        self._path: Path | None = None
+        self._bytes: bytes | None = None
+        self._fh: IO[bytes] | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = bytes(source)
             size = len(self._bytes)
@@ -93,7 +93,7 @@ class MultipartUpload:
                 remaining -= len(chunk)
                 yield chunk
 
-    def iter_body(self, on_progress: Optional[Callable[[int], None]] = None) -> Iterator[bytes]:
+    def iter_body(self, on_progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """A fresh iterator over the whole body; ``on_progress(n)`` after each file chunk is sent."""
         yield self._preamble
         for chunk in self._file_chunks():
@@ -102,6 +102,6 @@ class MultipartUpload:
                 on_progress(len(chunk))
         yield self._epilogue
 
-    async def aiter_body(self, on_progress: Optional[Callable[[int], None]] = None) -> AsyncIterator[bytes]:
+    async def aiter_body(self, on_progress: Callable[[int], None] | None = None) -> AsyncIterator[bytes]:
         for chunk in self.iter_body(on_progress):
             yield chunk

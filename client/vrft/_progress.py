@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, Optional
+from typing import IO
 
 
 def human_bytes(n: float) -> str:
@@ -28,8 +28,8 @@ def _bar(fraction: float, width: int = 24) -> str:
 class Progress:
     """``Progress(label, total)``; ``update(done, note="")`` / ``advance(n)``; ``close()``."""
 
-    def __init__(self, label: str, total: Optional[float] = None, *, unit: str = "bytes",
-                 stream: Optional[IO[str]] = None, interval: float = 10.0, enabled: bool = True):
+    def __init__(self, label: str, total: float | None = None, *, unit: str = "bytes",
+                 stream: IO[str] | None = None, interval: float = 10.0, enabled: bool = True):
         self.label = label
         self.total = total
         self.unit = unit
@@ -44,7 +44,7 @@ class Progress:
         self._started = time.monotonic()
         self._width = 0
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -53,7 +53,7 @@ class Progress:
     def advance(self, n: float) -> None:
         self.update(self.done + n)
 
-    def update(self, done: Optional[float] = None, *, total: Optional[float] = None, note: Optional[str] = None,
+    def update(self, done: float | None = None, *, total: float | None = None, note: str | None = None,
                force: bool = False) -> None:
         if done is not None:
             self.done = done
@@ -95,7 +95,7 @@ class Progress:
         self._last_draw = now
         self._last_text = text
 
-    def close(self, final_note: Optional[str] = None) -> None:
+    def close(self, final_note: str | None = None) -> None:
         if not self.enabled:
             return
         if final_note is not None:

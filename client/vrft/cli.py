@@ -21,8 +21,9 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from vrft._client import Client
 from vrft._version import __version__
@@ -59,7 +60,7 @@ def emit_json(value: Any) -> None:
     print(json.dumps(_plain(value), indent=2, ensure_ascii=False))
 
 
-def _when(ts: Optional[int]) -> str:
+def _when(ts: int | None) -> str:
     if not ts:
         return "-"
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
@@ -78,9 +79,9 @@ def _cell(value: Any) -> str:
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     cells = [[_cell(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
+    print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def details(pairs: Sequence[tuple[str, Any]]) -> None:
@@ -218,7 +219,7 @@ def cmd_files_content(client: Client, args) -> int:
     return EXIT_OK
 
 
-def _maybe_upload(client: Client, value: Optional[str], progress: bool) -> Optional[str]:
+def _maybe_upload(client: Client, value: str | None, progress: bool) -> str | None:
     """A file id passes through; an existing local path is uploaded first."""
     if value is None or value.startswith("file-"):
         return value
@@ -378,7 +379,7 @@ def cmd_models(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_datasets_coco(_client: Optional[Client], args) -> int:
+def cmd_datasets_coco(_client: Client | None, args) -> int:
     from vrft.datasets import convert_coco
 
     path = convert_coco(args.annotations, args.images, args.output, categories=args.category or None,
@@ -395,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--base-url", default=argparse.SUPPRESS, help="server URL (default $VRFT_BASE_URL or http://127.0.0.1:8000)")
     g.add_argument("--request-timeout", dest="request_timeout", type=float, default=argparse.SUPPRESS,
                    help="per-request timeout in seconds (default 60)")
-    g.add_argument("--max-retries", type=int, default=argparse.SUPPRESS, help="retries on 429/5xx/connection errors (default 2)")
+    g.add_argument("--max-retries", type=int, default=argparse.SUPPRESS,
+                   help="retries on 429/5xx/connection errors (default 2)")
     g.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON on stdout")
     g.add_argument("--progress", dest="progress", action="store_true", default=argparse.SUPPRESS,
                    help="progress bars on stderr even when it is not a terminal")
@@ -439,8 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     # jobs
     jobs = top.add_parser("jobs", help="fine-tuning jobs").add_subparsers(dest="cmd", metavar="ACTION", required=True)
     p = add(jobs, "create", cmd_jobs_create, "create a reinforcement fine-tuning job")
-    p.add_argument("--spec", help="YAML/JSON file (or JSON text) with model, training_file, grader, hyperparameters, ...; "
-                                  "flags override it")
+    p.add_argument("--spec", help="YAML/JSON file (or JSON text) with model, training_file, grader, "
+                                  "hyperparameters, ...; flags override it")
     p.add_argument("--model")
     p.add_argument("--training-file", help="file id, or a local path to upload first")
     p.add_argument("--validation-file", help="file id, or a local path to upload first")
@@ -501,14 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
     if not hasattr(args, "progress"):
         args.progress = sys.stderr.isatty()
     args.wait_timeout = getattr(args, "wait_timeout", None)
-    client: Optional[Client] = None
+    client: Client | None = None
     try:
         if args.func is not cmd_datasets_coco:
             kwargs: dict[str, Any] = {}

@@ -25,7 +25,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 __all__ = [
     "DETECTION_PROMPT",
@@ -68,7 +68,7 @@ _MAGIC = [
 ]
 
 
-def _sniff_mime(data: bytes, name: Optional[str] = None) -> str:
+def _sniff_mime(data: bytes, name: str | None = None) -> str:
     for magic, mime in _MAGIC:
         if data.startswith(magic):
             return mime
@@ -114,7 +114,7 @@ def visual_rft_record(image: ImageLike, problem: str, solution: str, **extra: An
     return {"image": image_to_data_url(image), "problem": problem, "solution": solution, **extra}
 
 
-def openai_rft_record(image: Optional[ImageLike], prompt: str, **reference_fields: Any) -> dict:
+def openai_rft_record(image: ImageLike | None, prompt: str, **reference_fields: Any) -> dict:
     """One OpenAI-RFT row: a user message with the text and the image; ``reference_fields`` become
     top-level keys that graders read as ``{{item.<field>}}``."""
     content: list[dict] = [{"type": "text", "text": prompt}]
@@ -146,7 +146,7 @@ def _normalise(record: dict, format: str) -> dict:
     return {**record, "image": image_to_data_url(record["image"])}
 
 
-def write_jsonl(path: Union[str, "os.PathLike[str]"], records: Iterable[dict], *,
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict], *,
                 format: str = "visual_rft") -> Path:
     """Write records as JSONL with every image inlined as a data URL. Returns the path.
 
@@ -176,9 +176,7 @@ def coco_box_to_norm1000(box: Sequence[float], width: float, height: float) -> l
 
 def detection_solution(boxes: Sequence[Sequence[int]]) -> str:
     """The paper's solution string: ``<answer>[{'Position': [x1, y1, x2, y2], 'Confidence': 1}, ...]</answer>``."""
-    items = ", ".join(
-        "{'Position': [%d, %d, %d, %d], 'Confidence': 1}" % tuple(int(v) for v in b) for b in boxes
-    )
+    items = ", ".join(f"{{'Position': {[int(v) for v in b]}, 'Confidence': 1}}" for b in boxes)
     return f"<answer>[{items}]</answer>"
 
 
@@ -187,12 +185,12 @@ def detection_problem(category: str) -> str:
 
 
 def coco_detection_examples(
-    annotations: Union[str, "os.PathLike[str]", dict],
-    images_dir: Union[str, "os.PathLike[str]", None] = None,
+    annotations: str | os.PathLike[str] | dict,
+    images_dir: str | os.PathLike[str] | None = None,
     *,
-    categories: Optional[Sequence[Union[str, int]]] = None,
-    shots: Optional[int] = None,
-    seed: Optional[int] = 0,
+    categories: Sequence[str | int] | None = None,
+    shots: int | None = None,
+    seed: int | None = 0,
     image_ref: str = "data_url",
     include_crowd: bool = False,
     min_box_area: float = 0.0,
@@ -278,8 +276,8 @@ class _ArchiveWriter:
     def __init__(self, dest: Path):
         self.kind = _archive_kind(dest)
         if self.kind == "zip":
-            self._zip: Optional[zipfile.ZipFile] = zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED)
-            self._tar: Optional[tarfile.TarFile] = None
+            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED)
+            self._tar: tarfile.TarFile | None = None
         else:
             self._zip = None
             self._tar = tarfile.open(dest, "w:gz" if self.kind == "tar.gz" else "w")
@@ -320,8 +318,8 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def build_archive(dest: Union[str, "os.PathLike[str]"], records: Iterable[dict], *,
-                  manifest_name: str = "train.jsonl", images_root: Union[str, "os.PathLike[str]", None] = None,
+def build_archive(dest: str | os.PathLike[str], records: Iterable[dict], *,
+                  manifest_name: str = "train.jsonl", images_root: str | os.PathLike[str] | None = None,
                   image_dir: str = "images", format: str = "visual_rft") -> Path:
     """Write a .zip / .tar / .tar.gz holding ``manifest_name`` (JSONL) and the images as files.
 
@@ -377,7 +375,8 @@ def build_archive(dest: Union[str, "os.PathLike[str]"], records: Iterable[dict],
                 rest = {k: v for k, v in row.items() if k not in ("image", "problem")}
                 row = openai_rft_record(None, row["problem"], **rest)
                 if image is not None:
-                    row["messages"][0]["content"].append({"type": "image_url", "image_url": {"url": store(image, hint)}})
+                    part = {"type": "image_url", "image_url": {"url": store(image, hint)}}
+                    row["messages"][0]["content"].append(part)
             else:
                 if "image" not in row:
                     raise ValueError(f"Record {i} has no 'image'")
@@ -392,9 +391,9 @@ def build_archive(dest: Union[str, "os.PathLike[str]"], records: Iterable[dict],
     return dest
 
 
-def convert_coco(annotations: Union[str, "os.PathLike[str]", dict], images_dir: Union[str, "os.PathLike[str]"],
-                 dest: Union[str, "os.PathLike[str]"], *, categories: Optional[Sequence[Union[str, int]]] = None,
-                 shots: Optional[int] = None, seed: Optional[int] = 0) -> Path:
+def convert_coco(annotations: str | os.PathLike[str] | dict, images_dir: str | os.PathLike[str],
+                 dest: str | os.PathLike[str], *, categories: Sequence[str | int] | None = None,
+                 shots: int | None = None, seed: int | None = 0) -> Path:
     """COCO → a file ready to upload: ``.jsonl`` (images inlined) or an archive (images as files)."""
     dest = Path(dest)
     if dest.name.lower().endswith(".jsonl"):
@@ -405,7 +404,7 @@ def convert_coco(annotations: Union[str, "os.PathLike[str]", dict], images_dir: 
     return build_archive(dest, rows)
 
 
-def iter_jsonl(path: Union[str, "os.PathLike[str]"]) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():

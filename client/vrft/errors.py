@@ -169,7 +169,7 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 
 def _has_request(response: httpx.Response) -> bool:
     try:
-        response.request
+        _ = response.request  # httpx raises RuntimeError for a response built without one
     except RuntimeError:
         return False
     return True

@@ -8,21 +8,21 @@ iterates over *every* item, fetching further pages on demand. ``AsyncPager`` is 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, TypeVar
 
 from vrft.types import Page
 
 T = TypeVar("T")
 
 
-def _next_cursor(page: Page) -> Optional[str]:
+def _next_cursor(page: Page) -> str | None:
     if not page.has_more or not page.data:
         return None
     return getattr(page.data[-1], "id", None)
 
 
 class SyncPager(Generic[T]):
-    def __init__(self, fetch: Callable[[Optional[str]], Page], after: Optional[str] = None):
+    def __init__(self, fetch: Callable[[str | None], Page], after: str | None = None):
         self._fetch = fetch
         self.page: Page = fetch(after)
 
@@ -38,7 +38,7 @@ class SyncPager(Generic[T]):
     def has_next_page(self) -> bool:
         return _next_cursor(self.page) is not None
 
-    def next_page(self) -> Optional["SyncPager[T]"]:
+    def next_page(self) -> SyncPager[T] | None:
         cursor = _next_cursor(self.page)
         return SyncPager(self._fetch, cursor) if cursor else None
 
@@ -62,7 +62,7 @@ class SyncPager(Generic[T]):
 class AsyncPage(Generic[T]):
     """One fetched page of an async list; ``async for`` continues through the following pages."""
 
-    def __init__(self, fetch: Callable[[Optional[str]], Awaitable[Page]], page: Page):
+    def __init__(self, fetch: Callable[[str | None], Awaitable[Page]], page: Page):
         self._fetch = fetch
         self.page = page
 
@@ -77,12 +77,12 @@ class AsyncPage(Generic[T]):
     def has_next_page(self) -> bool:
         return _next_cursor(self.page) is not None
 
-    async def next_page(self) -> Optional["AsyncPage[T]"]:
+    async def next_page(self) -> AsyncPage[T] | None:
         cursor = _next_cursor(self.page)
         return AsyncPage(self._fetch, await self._fetch(cursor)) if cursor else None
 
     async def __aiter__(self) -> AsyncIterator[T]:
-        page: Optional[AsyncPage[T]] = self
+        page: AsyncPage[T] | None = self
         while page is not None:
             for item in page.page.data:
                 yield item
@@ -90,7 +90,7 @@ class AsyncPage(Generic[T]):
 
 
 class AsyncPager(Generic[T]):
-    def __init__(self, fetch: Callable[[Optional[str]], Awaitable[Page]], after: Optional[str] = None):
+    def __init__(self, fetch: Callable[[str | None], Awaitable[Page]], after: str | None = None):
         self._fetch = fetch
         self._after = after
 

@@ -6,7 +6,7 @@ breaking an older client; unknown fields are still reachable as attributes and i
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, Optional, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,15 +42,15 @@ class VrftObject(BaseModel):
 class FileObject(VrftObject):
     id: str
     object: str = "file"
-    bytes: Optional[int] = None
+    bytes: int | None = None
     created_at: int = 0
-    filename: Optional[str] = None
-    purpose: Optional[str] = None
-    status: Optional[str] = None  # uploaded | processed | error
-    status_details: Optional[str] = None
-    expires_at: Optional[int] = None
-    format: Optional[str] = None  # vrft: detected dataset format
-    rows: Optional[int] = None  # vrft: valid rows
+    filename: str | None = None
+    purpose: str | None = None
+    status: str | None = None  # uploaded | processed | error
+    status_details: str | None = None
+    expires_at: int | None = None
+    format: str | None = None  # vrft: detected dataset format
+    rows: int | None = None  # vrft: valid rows
 
 
 class FileDeleted(VrftObject):
@@ -60,64 +60,64 @@ class FileDeleted(VrftObject):
 
 
 class ValidationProblem(VrftObject):
-    line: Optional[int] = None
-    field: Optional[str] = None
-    code: Optional[str] = None
-    message: Optional[str] = None
+    line: int | None = None
+    field: str | None = None
+    code: str | None = None
+    message: str | None = None
 
 
 class FileValidation(VrftObject):
     object: str = "file.validation"
     file_id: str
-    status: Optional[str] = None
-    format: Optional[str] = None
+    status: str | None = None
+    format: str | None = None
     rows_read: int = 0
     rows_valid: int = 0
     image_count: int = 0
     reference_fields: list[str] = []
     problem_count: int = 0
     problems: list[ValidationProblem] = []
-    status_details: Optional[str] = None
+    status_details: str | None = None
 
 
 class JobError(VrftObject):
-    code: Optional[str] = None
-    message: Optional[str] = None
-    param: Optional[str] = None
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
 
 
 class JobProgress(VrftObject):
-    step: Optional[int] = None
-    total_steps: Optional[int] = None
+    step: int | None = None
+    total_steps: int | None = None
 
 
 class FineTuningJob(VrftObject):
     id: str
     object: str = "fine_tuning.job"
-    model: Optional[str] = None
+    model: str | None = None
     status: str
     created_at: int = 0
-    finished_at: Optional[int] = None
-    fine_tuned_model: Optional[str] = None
-    organization_id: Optional[str] = None
-    training_file: Optional[str] = None
-    validation_file: Optional[str] = None
-    hyperparameters: Optional[dict[str, Any]] = None
-    method: Optional[dict[str, Any]] = None
-    error: Optional[JobError] = None
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    organization_id: str | None = None
+    training_file: str | None = None
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] | None = None
+    method: dict[str, Any] | None = None
+    error: JobError | None = None
     result_files: list[str] = []
-    trained_tokens: Optional[int] = None
-    seed: Optional[int] = None
-    metadata: Optional[dict[str, str]] = None
-    user_provided_suffix: Optional[str] = None
-    estimated_finish: Optional[int] = None
+    trained_tokens: int | None = None
+    seed: int | None = None
+    metadata: dict[str, str] | None = None
+    user_provided_suffix: str | None = None
+    estimated_finish: int | None = None
     # vrft
-    progress: Optional[JobProgress] = None
-    queue_position: Optional[int] = None
-    latest_reward: Optional[float] = None
-    dry_run: Optional[bool] = None
-    dry_run_report: Optional[dict[str, Any]] = None
-    resolved_hyperparameters: Optional[dict[str, Any]] = None
+    progress: JobProgress | None = None
+    queue_position: int | None = None
+    latest_reward: float | None = None
+    dry_run: bool | None = None
+    dry_run_report: dict[str, Any] | None = None
+    resolved_hyperparameters: dict[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -128,20 +128,20 @@ class JobEvent(VrftObject):
     id: str
     object: str = "fine_tuning.job.event"
     created_at: int = 0
-    level: Optional[str] = None
-    message: Optional[str] = None
-    type: Optional[str] = None  # message | metrics
-    data: Optional[dict[str, Any]] = None
+    level: str | None = None
+    message: str | None = None
+    type: str | None = None  # message | metrics
+    data: dict[str, Any] | None = None
 
 
 class Checkpoint(VrftObject):
     id: str
     object: str = "fine_tuning.job.checkpoint"
     created_at: int = 0
-    step_number: Optional[int] = None
+    step_number: int | None = None
     metrics: dict[str, Any] = {}
-    fine_tuned_model_checkpoint: Optional[str] = None
-    fine_tuning_job_id: Optional[str] = None
+    fine_tuned_model_checkpoint: str | None = None
+    fine_tuning_job_id: str | None = None
 
 
 class GraderValidation(VrftObject):
@@ -162,8 +162,8 @@ class GraderRunResult(VrftObject):
 class Model(VrftObject):
     id: str
     object: str = "model"
-    created: Optional[int] = None
-    owned_by: Optional[str] = None
+    created: int | None = None
+    owned_by: str | None = None
 
 
 T = TypeVar("T", bound=BaseModel)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Reply:
 class StubServer:
     """``StubServer(handler)`` where ``handler(seen) -> Reply``; ``.url``, ``.requests``, context manager."""
 
-    def __init__(self, handler: Callable[[Seen], Optional[Reply]]):
+    def __init__(self, handler: Callable[[Seen], Reply | None]):
         self.handler = handler
         self.requests: list[Seen] = []
         stub = self
@@ -72,7 +72,7 @@ class StubServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
-    def __enter__(self) -> "StubServer":
+    def __enter__(self) -> StubServer:
         self._thread.start()
         return self
 

@@ -41,7 +41,8 @@ def coco(tmp_path):
 def test_box_conversion():
     assert datasets.coco_box_to_norm1000([20, 10, 100, 50], 200, 100) == [100, 100, 600, 600]
     assert datasets.coco_box_to_norm1000([150, 50, 60, 60], 200, 100) == [750, 500, 1000, 1000]
-    assert datasets.detection_solution([[1, 2, 3, 4]]) == "<answer>[{'Position': [1, 2, 3, 4], 'Confidence': 1}]</answer>"
+    assert datasets.detection_solution([[1, 2, 3, 4]]) == \
+        "<answer>[{'Position': [1, 2, 3, 4], 'Confidence': 1}]</answer>"
 
 
 def test_coco_detection_examples(coco):

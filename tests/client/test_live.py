@@ -78,6 +78,9 @@ def test_retries_reuse_one_idempotency_key_and_create_one_job(live_server, live,
     seen_keys = []
     forward = httpx.Client(base_url=live_server.base_url, timeout=30)
 
+    def forwarded_headers(seen):
+        return {k: v for k, v in seen.headers.items() if k not in ("host", "content-length")}
+
     def flaky_proxy(seen):
         if seen.method == "POST" and seen.path == "/v1/fine_tuning/jobs":
             seen_keys.append(seen.headers.get("idempotency-key"))
@@ -86,11 +89,9 @@ def test_retries_reuse_one_idempotency_key_and_create_one_job(live_server, live,
                                   b'"param": null, "code": "dependency_unavailable"}}',
                              {"Content-Type": "application/json", "Retry-After": "0"})
             if len(seen_keys) == 3:  # the server creates the job but the answer is lost on the way back
-                forward.request(seen.method, seen.path, content=seen.body,
-                                headers={k: v for k, v in seen.headers.items() if k not in ("host", "content-length")})
+                forward.request(seen.method, seen.path, content=seen.body, headers=forwarded_headers(seen))
                 return Reply(502, b"upstream connection reset", {"Content-Type": "text/plain"})
-        upstream = forward.request(seen.method, seen.path, content=seen.body,
-                                   headers={k: v for k, v in seen.headers.items() if k not in ("host", "content-length")})
+        upstream = forward.request(seen.method, seen.path, content=seen.body, headers=forwarded_headers(seen))
         return Reply(upstream.status_code, upstream.content,
                      {k: v for k, v in upstream.headers.items() if k in ("content-type", "x-poll-after-ms")})
 

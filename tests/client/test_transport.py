@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 import vrft
+from tests.client.httpstub import Reply, StubServer
 from vrft._base import normalise_base_url, parse_retry_after
 from vrft._multipart import MultipartUpload
 from vrft.resources._shared import parse_sse, safe_extract
-from tests.client.httpstub import Reply, StubServer
 
 JOB = {"id": "ftjob-1", "object": "fine_tuning.job", "status": "queued", "model": "m"}
 

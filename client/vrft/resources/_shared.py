@@ -8,7 +8,7 @@ import re
 import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from vrft.types import FileObject, FineTuningJob
 
@@ -17,21 +17,21 @@ FILES = "/v1/files"
 GRADERS = "/v1/fine_tuning/alpha/graders"
 
 
-def file_id(value: Union[str, FileObject, None]) -> Optional[str]:
+def file_id(value: str | FileObject | None) -> str | None:
     if value is None:
         return None
     return value.id if isinstance(value, FileObject) else str(value)
 
 
-def job_id(value: Union[str, FineTuningJob]) -> str:
+def job_id(value: str | FineTuningJob) -> str:
     return value.id if isinstance(value, FineTuningJob) else str(value)
 
 
-def build_job_body(*, model: str, training_file: Any, grader: Optional[dict], validation_file: Any = None,
-                   hyperparameters: Optional[dict] = None, suffix: Optional[str] = None,
-                   metadata: Optional[dict] = None, seed: Optional[int] = None, dry_run: bool = False,
-                   dry_run_samples: Optional[int] = None, method: Optional[dict] = None,
-                   extra_body: Optional[dict] = None) -> dict:
+def build_job_body(*, model: str, training_file: Any, grader: dict | None, validation_file: Any = None,
+                   hyperparameters: dict | None = None, suffix: str | None = None,
+                   metadata: dict | None = None, seed: int | None = None, dry_run: bool = False,
+                   dry_run_samples: int | None = None, method: dict | None = None,
+                   extra_body: dict | None = None) -> dict:
     if method is None:
         if grader is None:
             raise ValueError("jobs.create() needs a grader (or a full `method`).")
@@ -66,14 +66,14 @@ def job_progress_note(job: FineTuningJob) -> str:
     return "  ".join(parts)
 
 
-def job_step(job: FineTuningJob) -> tuple[Optional[int], Optional[int]]:
+def job_step(job: FineTuningJob) -> tuple[int | None, int | None]:
     if job.progress is None:
         return None, None
     return job.progress.step, job.progress.total_steps or None
 
 
 # -- Server-Sent Events -----------------------------------------------------------------------------
-def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, Optional[str]]]:
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
     """``(event, data, id)`` per SSE message (``event`` defaults to ``"message"``)."""
     event, data, ident = "message", [], None
     for raw in lines:
@@ -103,7 +103,7 @@ class SSEDecoder:
     def __init__(self) -> None:
         self.event, self.data, self.ident = "message", [], None
 
-    def feed(self, raw: str) -> Optional[tuple[str, str, Optional[str]]]:
+    def feed(self, raw: str) -> tuple[str, str, str | None] | None:
         line = raw.rstrip("\r\n")
         if not line:
             out = None
@@ -124,7 +124,7 @@ class SSEDecoder:
         return None
 
 
-def sse_payload(event: str, data: str) -> Optional[dict]:
+def sse_payload(event: str, data: str) -> dict | None:
     if event in ("done", "error") or not data:
         return None
     try:
@@ -138,14 +138,14 @@ def sse_payload(event: str, data: str) -> Optional[dict]:
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?["']?([^"';]+)""", re.IGNORECASE)
 
 
-def filename_from_disposition(header: Optional[str]) -> Optional[str]:
+def filename_from_disposition(header: str | None) -> str | None:
     if not header:
         return None
     match = _FILENAME.search(header)
     return os.path.basename(match.group(1).strip()) if match else None
 
 
-def resolve_dest(dest: Union[str, os.PathLike, None], default_name: str) -> Path:
+def resolve_dest(dest: str | os.PathLike | None, default_name: str) -> Path:
     """``dest`` may be a file path, an existing folder, or a path ending in ``/`` (a folder to create)."""
     if dest is None:
         return Path.cwd() / default_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING
 
 from vrft._base import RequestOptions
 from vrft._multipart import FileSource, MultipartUpload
@@ -17,21 +17,21 @@ from vrft.types import FileDeleted, FileObject, FileValidation, Page
 if TYPE_CHECKING:
     from vrft._client import AsyncClient, Client
 
-FileRef = Union[str, FileObject]
+FileRef = str | FileObject
 
 
-def _bar_for(upload: MultipartUpload, progress: Union[bool, Progress]) -> Optional[Progress]:
+def _bar_for(upload: MultipartUpload, progress: bool | Progress) -> Progress | None:
     if not progress:
         return None
     return progress if isinstance(progress, Progress) else Progress(f"upload {upload.filename}", upload.file_size)
 
 
 class Files:
-    def __init__(self, client: "Client"):
+    def __init__(self, client: Client):
         self._client = client
 
-    def upload(self, file: FileSource, purpose: str = "fine-tune", filename: Optional[str] = None,
-               progress: Union[bool, Progress] = False) -> FileObject:
+    def upload(self, file: FileSource, purpose: str = "fine-tune", filename: str | None = None,
+               progress: bool | Progress = False) -> FileObject:
         """Upload a dataset (path, bytes or seekable binary file), streamed from disk in 1 MiB chunks.
 
         Small files are validated before the response (an invalid one raises ``UnprocessableEntityError``
@@ -53,12 +53,12 @@ class Files:
                 bar.close()
         return FileObject.model_validate(response.json())
 
-    def create(self, *, file: FileSource, purpose: str = "fine-tune", filename: Optional[str] = None) -> FileObject:
+    def create(self, *, file: FileSource, purpose: str = "fine-tune", filename: str | None = None) -> FileObject:
         """openai-python's name for ``upload``."""
         return self.upload(file, purpose=purpose, filename=filename)
 
-    def list(self, *, purpose: Optional[str] = None, limit: Optional[int] = None,
-             after: Optional[str] = None) -> SyncPager[FileObject]:
+    def list(self, *, purpose: str | None = None, limit: int | None = None,
+             after: str | None = None) -> SyncPager[FileObject]:
         def fetch(cursor):
             return self._client.call("GET", FILES, Page[FileObject],
                                      params={"purpose": purpose, "limit": limit, "after": cursor})
@@ -71,7 +71,7 @@ class Files:
         """The validation report: rows read/valid, format, and each problem ``{line, field, code, message}``."""
         return self._client.call("GET", f"{FILES}/{file_id(file)}/validation", FileValidation)
 
-    def content(self, file: FileRef, dest: Union[str, "os.PathLike[str]", None] = None) -> Union[bytes, Path]:
+    def content(self, file: FileRef, dest: str | os.PathLike[str] | None = None) -> bytes | Path:
         """The file's bytes; with ``dest``, streams them to disk instead and returns the path."""
         fid = file_id(file)
         with self._client.download(f"{FILES}/{fid}/content") as response:
@@ -103,11 +103,11 @@ class Files:
 
 
 class AsyncFiles:
-    def __init__(self, client: "AsyncClient"):
+    def __init__(self, client: AsyncClient):
         self._client = client
 
-    async def upload(self, file: FileSource, purpose: str = "fine-tune", filename: Optional[str] = None,
-                     progress: Union[bool, Progress] = False) -> FileObject:
+    async def upload(self, file: FileSource, purpose: str = "fine-tune", filename: str | None = None,
+                     progress: bool | Progress = False) -> FileObject:
         upload = MultipartUpload(file, fields={"purpose": purpose}, filename=filename)
         bar = _bar_for(upload, progress)
 
@@ -125,11 +125,11 @@ class AsyncFiles:
         return FileObject.model_validate(response.json())
 
     async def create(self, *, file: FileSource, purpose: str = "fine-tune",
-                     filename: Optional[str] = None) -> FileObject:
+                     filename: str | None = None) -> FileObject:
         return await self.upload(file, purpose=purpose, filename=filename)
 
-    def list(self, *, purpose: Optional[str] = None, limit: Optional[int] = None,
-             after: Optional[str] = None) -> AsyncPager[FileObject]:
+    def list(self, *, purpose: str | None = None, limit: int | None = None,
+             after: str | None = None) -> AsyncPager[FileObject]:
         async def fetch(cursor):
             return await self._client.call("GET", FILES, Page[FileObject],
                                            params={"purpose": purpose, "limit": limit, "after": cursor})
@@ -141,7 +141,7 @@ class AsyncFiles:
     async def validation(self, file: FileRef) -> FileValidation:
         return await self._client.call("GET", f"{FILES}/{file_id(file)}/validation", FileValidation)
 
-    async def content(self, file: FileRef, dest: Union[str, "os.PathLike[str]", None] = None) -> Union[bytes, Path]:
+    async def content(self, file: FileRef, dest: str | os.PathLike[str] | None = None) -> bytes | Path:
         fid = file_id(file)
         async with self._client.download(f"{FILES}/{fid}/content") as response:
             if dest is None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from vrft.resources._shared import GRADERS
 from vrft.types import GraderRunResult, GraderValidation
@@ -11,8 +12,8 @@ if TYPE_CHECKING:
     from vrft._client import AsyncClient, Client
 
 
-def _run_body(grader: dict, model_sample: str, item: Optional[dict], image_size: Optional[Sequence[float]],
-              resized_image_size: Optional[Sequence[float]]) -> dict[str, Any]:
+def _run_body(grader: dict, model_sample: str, item: dict | None, image_size: Sequence[float] | None,
+              resized_image_size: Sequence[float] | None) -> dict[str, Any]:
     body: dict[str, Any] = {"grader": grader, "model_sample": model_sample, "item": item or {}}
     if image_size is not None:
         body["image_size"] = list(image_size)
@@ -22,30 +23,30 @@ def _run_body(grader: dict, model_sample: str, item: Optional[dict], image_size:
 
 
 class Graders:
-    def __init__(self, client: "Client"):
+    def __init__(self, client: Client):
         self._client = client
 
     def validate(self, grader: dict) -> GraderValidation:
         """The normalised grader (``.grader``), or ``UnprocessableEntityError`` naming the bad field."""
         return self._client.call("POST", f"{GRADERS}/validate", GraderValidation, json={"grader": grader})
 
-    def run(self, grader: dict, model_sample: str, item: Optional[dict] = None, *,
-            image_size: Optional[Sequence[float]] = None,
-            resized_image_size: Optional[Sequence[float]] = None) -> GraderRunResult:
+    def run(self, grader: dict, model_sample: str, item: dict | None = None, *,
+            image_size: Sequence[float] | None = None,
+            resized_image_size: Sequence[float] | None = None) -> GraderRunResult:
         """Score one completion: ``reward``, ``sub_rewards`` and ``metadata.errors`` flags."""
         return self._client.call("POST", f"{GRADERS}/run", GraderRunResult,
                                  json=_run_body(grader, model_sample, item, image_size, resized_image_size))
 
 
 class AsyncGraders:
-    def __init__(self, client: "AsyncClient"):
+    def __init__(self, client: AsyncClient):
         self._client = client
 
     async def validate(self, grader: dict) -> GraderValidation:
         return await self._client.call("POST", f"{GRADERS}/validate", GraderValidation, json={"grader": grader})
 
-    async def run(self, grader: dict, model_sample: str, item: Optional[dict] = None, *,
-                  image_size: Optional[Sequence[float]] = None,
-                  resized_image_size: Optional[Sequence[float]] = None) -> GraderRunResult:
+    async def run(self, grader: dict, model_sample: str, item: dict | None = None, *,
+                  image_size: Sequence[float] | None = None,
+                  resized_image_size: Sequence[float] | None = None) -> GraderRunResult:
         return await self._client.call("POST", f"{GRADERS}/run", GraderRunResult,
                                        json=_run_body(grader, model_sample, item, image_size, resized_image_size))

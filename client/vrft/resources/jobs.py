@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -40,20 +40,20 @@ from vrft.types import Checkpoint, FineTuningJob, JobEvent, Page
 if TYPE_CHECKING:
     from vrft._client import AsyncClient, Client
 
-JobRef = Union[str, FineTuningJob]
-CheckpointRef = Union[str, int, Checkpoint, None]
-PathLike = Union[str, "os.PathLike[str]"]
+JobRef = str | FineTuningJob
+CheckpointRef = str | int | Checkpoint | None
+PathLike = str | os.PathLike[str]
 DEFAULT_POLL_S = 2.0
 MAX_STREAM_RECONNECTS = 5
 
 
-def _wait_bar(jid: str, progress: Union[bool, Progress]) -> Optional[Progress]:
+def _wait_bar(jid: str, progress: bool | Progress) -> Progress | None:
     if not progress:
         return None
     return progress if isinstance(progress, Progress) else Progress(jid, unit="steps")
 
 
-def _report(bar: Optional[Progress], job: FineTuningJob) -> None:
+def _report(bar: Progress | None, job: FineTuningJob) -> None:
     if bar is not None:
         step, total = job_step(job)
         bar.update(step or 0, total=total, note=job_progress_note(job))
@@ -67,13 +67,13 @@ def _finish(job: FineTuningJob, raise_on_cancel: bool) -> FineTuningJob:
     return job
 
 
-def _adapter_path(jid: str, checkpoint_id: Optional[str]) -> str:
+def _adapter_path(jid: str, checkpoint_id: str | None) -> str:
     if checkpoint_id:
         return f"{JOBS}/{jid}/checkpoints/{checkpoint_id}/adapter"
     return f"{JOBS}/{jid}/adapter"
 
 
-def _download_targets(jid: str, dest: Optional[PathLike], extract: bool, response: httpx.Response):
+def _download_targets(jid: str, dest: PathLike | None, extract: bool, response: httpx.Response):
     """(file to write, folder to extract into or None)."""
     name = filename_from_disposition(response.headers.get("content-disposition")) or f"{jid}-adapter.tar"
     if extract:
@@ -85,20 +85,20 @@ def _download_targets(jid: str, dest: Optional[PathLike], extract: bool, respons
     return resolve_dest(dest, name), None
 
 
-def _size(response: httpx.Response) -> Optional[int]:
+def _size(response: httpx.Response) -> int | None:
     raw = response.headers.get("content-length")
     return int(raw) if raw and raw.isdigit() else None
 
 
 class Jobs:
-    def __init__(self, client: "Client"):
+    def __init__(self, client: Client):
         self._client = client
 
-    def create(self, *, model: str, training_file: Any, grader: Optional[dict] = None, validation_file: Any = None,
-               hyperparameters: Optional[dict] = None, suffix: Optional[str] = None,
-               metadata: Optional[dict[str, str]] = None, seed: Optional[int] = None, dry_run: bool = False,
-               dry_run_samples: Optional[int] = None, method: Optional[dict] = None,
-               extra_body: Optional[dict] = None, idempotency_key: Optional[str] = None) -> FineTuningJob:
+    def create(self, *, model: str, training_file: Any, grader: dict | None = None, validation_file: Any = None,
+               hyperparameters: dict | None = None, suffix: str | None = None,
+               metadata: dict[str, str] | None = None, seed: int | None = None, dry_run: bool = False,
+               dry_run_samples: int | None = None, method: dict | None = None,
+               extra_body: dict | None = None, idempotency_key: str | None = None) -> FineTuningJob:
         """Create a reinforcement fine-tuning job: ``method = {"type": "reinforcement",
         "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}``."""
         body = build_job_body(model=model, training_file=training_file, grader=grader,
@@ -111,8 +111,8 @@ class Jobs:
     def retrieve(self, job: JobRef) -> FineTuningJob:
         return self._client.call("GET", f"{JOBS}/{job_id(job)}", FineTuningJob)
 
-    def list(self, *, limit: Optional[int] = None, after: Optional[str] = None,
-             status: Optional[str] = None) -> SyncPager[FineTuningJob]:
+    def list(self, *, limit: int | None = None, after: str | None = None,
+             status: str | None = None) -> SyncPager[FineTuningJob]:
         """Newest first; iterating the result walks every page."""
         def fetch(cursor):
             return self._client.call("GET", JOBS, Page[FineTuningJob],
@@ -128,8 +128,8 @@ class Jobs:
     def resume(self, job: JobRef) -> FineTuningJob:
         return self._client.call("POST", f"{JOBS}/{job_id(job)}/resume", FineTuningJob)
 
-    def list_events(self, job: JobRef, *, limit: Optional[int] = None, after: Optional[str] = None,
-                    type: Optional[str] = None) -> SyncPager[JobEvent]:
+    def list_events(self, job: JobRef, *, limit: int | None = None, after: str | None = None,
+                    type: str | None = None) -> SyncPager[JobEvent]:
         """OpenAI's ``list_events``: newest first, paginated with ``after``."""
         jid = job_id(job)
 
@@ -138,7 +138,7 @@ class Jobs:
                                      params={"limit": limit, "after": cursor, "type": type})
         return SyncPager(fetch, after)
 
-    def events(self, job: JobRef, follow: bool = False, *, type: Optional[str] = None) -> Iterator[JobEvent]:
+    def events(self, job: JobRef, follow: bool = False, *, type: str | None = None) -> Iterator[JobEvent]:
         """Events oldest first. With ``follow=True`` keeps streaming new ones (Server-Sent Events,
         reconnecting on drops) until the job ends."""
         jid = job_id(job)
@@ -200,8 +200,8 @@ class Jobs:
                 return
             self._client.sleep(poll_after_seconds(response, DEFAULT_POLL_S))
 
-    def checkpoints(self, job: JobRef, *, limit: Optional[int] = None,
-                    after: Optional[str] = None) -> SyncPager[Checkpoint]:
+    def checkpoints(self, job: JobRef, *, limit: int | None = None,
+                    after: str | None = None) -> SyncPager[Checkpoint]:
         jid = job_id(job)
 
         def fetch(cursor):
@@ -209,8 +209,8 @@ class Jobs:
                                      params={"limit": limit, "after": cursor})
         return SyncPager(fetch, after)
 
-    def wait(self, job: JobRef, timeout: Optional[float] = None, progress: Union[bool, Progress] = True, *,
-             raise_on_cancel: bool = False, poll_interval: Optional[float] = None) -> FineTuningJob:
+    def wait(self, job: JobRef, timeout: float | None = None, progress: bool | Progress = True, *,
+             raise_on_cancel: bool = False, poll_interval: float | None = None) -> FineTuningJob:
         """Block until the job ends (see the module docstring for what is returned or raised).
         ``progress`` draws ``step/total``, status and the latest reward on stderr."""
         jid = job_id(job)
@@ -234,7 +234,7 @@ class Jobs:
             if bar is not None:
                 bar.close()
 
-    def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> Optional[str]:
+    def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> str | None:
         if checkpoint is None:
             return None
         if isinstance(checkpoint, Checkpoint):
@@ -246,8 +246,8 @@ class Jobs:
             raise VrftError(f"Job {jid} has no checkpoint at step {checkpoint}.")
         return str(checkpoint)
 
-    def download_adapter(self, job: JobRef, dest: Optional[PathLike] = None, *, checkpoint: CheckpointRef = None,
-                         extract: bool = False, progress: Union[bool, Progress] = False) -> Path:
+    def download_adapter(self, job: JobRef, dest: PathLike | None = None, *, checkpoint: CheckpointRef = None,
+                         extract: bool = False, progress: bool | Progress = False) -> Path:
         """Download the final adapter (or a checkpoint's: an id, a step number or a ``Checkpoint``).
 
         The server answers with a redirect to a presigned URL (fetched without our credentials) or
@@ -283,15 +283,15 @@ class Jobs:
 
 
 class AsyncJobs:
-    def __init__(self, client: "AsyncClient"):
+    def __init__(self, client: AsyncClient):
         self._client = client
 
-    async def create(self, *, model: str, training_file: Any, grader: Optional[dict] = None,
-                     validation_file: Any = None, hyperparameters: Optional[dict] = None,
-                     suffix: Optional[str] = None, metadata: Optional[dict[str, str]] = None,
-                     seed: Optional[int] = None, dry_run: bool = False, dry_run_samples: Optional[int] = None,
-                     method: Optional[dict] = None, extra_body: Optional[dict] = None,
-                     idempotency_key: Optional[str] = None) -> FineTuningJob:
+    async def create(self, *, model: str, training_file: Any, grader: dict | None = None,
+                     validation_file: Any = None, hyperparameters: dict | None = None,
+                     suffix: str | None = None, metadata: dict[str, str] | None = None,
+                     seed: int | None = None, dry_run: bool = False, dry_run_samples: int | None = None,
+                     method: dict | None = None, extra_body: dict | None = None,
+                     idempotency_key: str | None = None) -> FineTuningJob:
         body = build_job_body(model=model, training_file=training_file, grader=grader,
                               validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
                               metadata=metadata, seed=seed, dry_run=dry_run, dry_run_samples=dry_run_samples,
@@ -302,8 +302,8 @@ class AsyncJobs:
     async def retrieve(self, job: JobRef) -> FineTuningJob:
         return await self._client.call("GET", f"{JOBS}/{job_id(job)}", FineTuningJob)
 
-    def list(self, *, limit: Optional[int] = None, after: Optional[str] = None,
-             status: Optional[str] = None) -> AsyncPager[FineTuningJob]:
+    def list(self, *, limit: int | None = None, after: str | None = None,
+             status: str | None = None) -> AsyncPager[FineTuningJob]:
         async def fetch(cursor):
             return await self._client.call("GET", JOBS, Page[FineTuningJob],
                                            params={"limit": limit, "after": cursor, "status": status})
@@ -318,8 +318,8 @@ class AsyncJobs:
     async def resume(self, job: JobRef) -> FineTuningJob:
         return await self._client.call("POST", f"{JOBS}/{job_id(job)}/resume", FineTuningJob)
 
-    def list_events(self, job: JobRef, *, limit: Optional[int] = None, after: Optional[str] = None,
-                    type: Optional[str] = None) -> AsyncPager[JobEvent]:
+    def list_events(self, job: JobRef, *, limit: int | None = None, after: str | None = None,
+                    type: str | None = None) -> AsyncPager[JobEvent]:
         jid = job_id(job)
 
         async def fetch(cursor):
@@ -327,7 +327,7 @@ class AsyncJobs:
                                            params={"limit": limit, "after": cursor, "type": type})
         return AsyncPager(fetch, after)
 
-    async def events(self, job: JobRef, follow: bool = False, *, type: Optional[str] = None) -> AsyncIterator[JobEvent]:
+    async def events(self, job: JobRef, follow: bool = False, *, type: str | None = None) -> AsyncIterator[JobEvent]:
         jid = job_id(job)
         if not follow:
             events = [e async for e in self.list_events(jid, limit=100, type=type)]
@@ -394,8 +394,8 @@ class AsyncJobs:
                 return
             await self._client.sleep(poll_after_seconds(response, DEFAULT_POLL_S))
 
-    def checkpoints(self, job: JobRef, *, limit: Optional[int] = None,
-                    after: Optional[str] = None) -> AsyncPager[Checkpoint]:
+    def checkpoints(self, job: JobRef, *, limit: int | None = None,
+                    after: str | None = None) -> AsyncPager[Checkpoint]:
         jid = job_id(job)
 
         async def fetch(cursor):
@@ -403,8 +403,8 @@ class AsyncJobs:
                                            params={"limit": limit, "after": cursor})
         return AsyncPager(fetch, after)
 
-    async def wait(self, job: JobRef, timeout: Optional[float] = None, progress: Union[bool, Progress] = True, *,
-                   raise_on_cancel: bool = False, poll_interval: Optional[float] = None) -> FineTuningJob:
+    async def wait(self, job: JobRef, timeout: float | None = None, progress: bool | Progress = True, *,
+                   raise_on_cancel: bool = False, poll_interval: float | None = None) -> FineTuningJob:
         jid = job_id(job)
         deadline = time.monotonic() + timeout if timeout is not None else None
         bar = _wait_bar(jid, progress)
@@ -426,7 +426,7 @@ class AsyncJobs:
             if bar is not None:
                 bar.close()
 
-    async def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> Optional[str]:
+    async def _checkpoint_id(self, jid: str, checkpoint: CheckpointRef) -> str | None:
         if checkpoint is None:
             return None
         if isinstance(checkpoint, Checkpoint):
@@ -438,9 +438,9 @@ class AsyncJobs:
             raise VrftError(f"Job {jid} has no checkpoint at step {checkpoint}.")
         return str(checkpoint)
 
-    async def download_adapter(self, job: JobRef, dest: Optional[PathLike] = None, *,
+    async def download_adapter(self, job: JobRef, dest: PathLike | None = None, *,
                                checkpoint: CheckpointRef = None, extract: bool = False,
-                               progress: Union[bool, Progress] = False) -> Path:
+                               progress: bool | Progress = False) -> Path:
         jid = job_id(job)
         path = _adapter_path(jid, await self._checkpoint_id(jid, checkpoint))
         async with self._client.download(path) as response:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 class Models:
-    def __init__(self, client: "Client"):
+    def __init__(self, client: Client):
         self._client = client
 
     def list(self) -> SyncPager[Model]:
@@ -27,7 +27,7 @@ class Models:
 
 
 class AsyncModels:
-    def __init__(self, client: "AsyncClient"):
+    def __init__(self, client: AsyncClient):
         self._client = client
 
     def list(self) -> AsyncPager[Model]:
