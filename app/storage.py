@@ -3,6 +3,10 @@
 Objects move file-to-file or stream-to-stream — never whole in memory — so a 1 GB dataset upload or
 a multi-GB adapter costs a few MB of RAM. S3 uploads go through boto3's transfer manager, which
 switches to multipart above ``multipart_threshold``.
+
+Every S3 call has a connect timeout, a read timeout and a bounded number of tries (Settings
+``s3_connect_timeout_s``, ``s3_read_timeout_s``, ``s3_max_attempts``): storage that hangs fails the
+call with ``STORAGE_UNAVAILABLE`` (503) in bounded time instead of holding a request or a worker.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def presigned_url(self, key: str, ttl_s: int, filename: str | None = None) -> str | None: ...
+    def local_path(self, key: str) -> Path | None: ...
     def ping(self) -> None: ...
 
 
@@ -48,6 +53,10 @@ class LocalStore:
         if self.root not in path.parents:
             raise ValueError(f"object key escapes the store: {key!r}")
         return path
+
+    def local_path(self, key: str) -> Path:
+        """Where the object lives on disk (it may not exist), for serving it without a copy."""
+        return self._path(key)
 
     def put_file(self, key: str, path: Path) -> None:
         dest = self._path(key)
@@ -114,7 +123,8 @@ class S3Store:
                 "aws_secret_access_key": settings.s3_secret_access_key,
             }
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+                        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+                        connect_timeout=settings.s3_connect_timeout_s, read_timeout=settings.s3_read_timeout_s)
         self.client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
                                    config=config, **kwargs)
         # A presigned URL's signature covers its host: sign with the address clients will use.
@@ -126,6 +136,7 @@ class S3Store:
         self.transfer = TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=16 * CHUNK)
 
     def _call(self, fn, *args, **kwargs):
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -134,7 +145,8 @@ class S3Store:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(args[0] if args else "") from exc
             raise _unavailable(exc) from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, Boto3Error) as exc:
+            # Boto3Error: the transfer manager wraps what failed under upload_file (S3UploadFailedError).
             raise _unavailable(exc) from exc
 
     def ensure_bucket(self) -> None:
@@ -157,6 +169,9 @@ class S3Store:
         obj = self._call(self.client.get_object, Bucket=self.bucket, Key=key)
         return obj["Body"].iter_chunks(CHUNK)
 
+    def local_path(self, key: str) -> None:
+        return None  # objects are remote; presigned_url hands them out
+
     def size(self, key: str) -> int | None:
         try:
             return self._call(self.client.head_object, Bucket=self.bucket, Key=key)["ContentLength"]
@@ -176,7 +191,9 @@ class S3Store:
     def presigned_url(self, key: str, ttl_s: int, filename: str | None = None) -> str | None:
         params = {"Bucket": self.bucket, "Key": key}
         if filename:
-            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+            from app.files.names import content_disposition
+
+            params["ResponseContentDisposition"] = content_disposition(filename)
         return self.signer.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)
 
     def ping(self) -> None:

@@ -193,7 +193,7 @@ def list_checkpoints(job_id: str, after: str | None = None, limit: int = Query(d
 def _download(key: str, filename: str):
     store = get_store()
     if isinstance(store, LocalStore):
-        path = store._path(key)
+        path = store.local_path(key)
         if not path.exists():
             raise ServiceError(ErrorCode.NOT_FOUND, "The adapter is missing from storage.")
         return FileResponse(path, media_type="application/x-tar", filename=filename)
