@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     presigned_url_ttl_s: int = 600
+    # A hung S3 (accepts, never answers) must fail a call in seconds, not hold a request or worker.
+    s3_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to open a connection to S3.")
+    s3_read_timeout_s: float = Field(default=30.0, gt=0, description="Seconds to wait for each S3 response read.")
+    s3_max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per S3 call, the first included.")
 
     # -- limits (user input) -----------------------------------------------------------------
     max_upload_bytes: int = 2 * 1024**3
