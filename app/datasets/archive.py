@@ -329,7 +329,9 @@ def open_archive(path: Path, kind: str, limits: Limits) -> Iterator[ArchiveRows]
     with ExitStack() as stack:
         packed = path.stat().st_size
         if kind in _CODECS:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vrft-dataset-")))
+            # Beside the upload, not in the system temp folder: the API's start-up sweep of its
+            # scratch folders then also removes this if the process is killed mid-validation.
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vrft-dataset-", dir=path.parent)))
             _decompress(path, kind, tmp / "archive.tar", limits)
             path = tmp / "archive.tar"
         archive = ZipArchive(path, limits) if kind == "zip" else TarArchive(path, limits)

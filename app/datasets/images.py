@@ -84,6 +84,12 @@ def check_image(data: bytes, field: str, limits: Limits, *, in_archive: bool = F
             raise Invalid(Code.IMAGE_TOO_LARGE, field, _too_large((width, height), "", limits))
         if width < 1 or height < 1:
             raise Invalid(Code.IMAGE_UNDECODABLE, field, f"image is {width}×{height}: it has no pixels")
+        if max(width, height) / min(width, height) > limits.max_aspect_ratio:
+            raise Invalid(
+                Code.IMAGE_ASPECT_RATIO, field,
+                f"image is {width}×{height}, an aspect ratio of {max(width, height) / min(width, height):,.1f}; "
+                f"the model's image processor takes at most {limits.max_aspect_ratio:g} (pad or crop it)",
+            )
         if image.format == "JPEG" and _JPEG_SCALED_DECODE:
             # libjpeg still entropy-decodes every coefficient of every scan at 1/8 scale (that is
             # where corrupt or truncated data shows), but skips the full-size IDCT, upsampling and

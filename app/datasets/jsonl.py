@@ -10,6 +10,7 @@ from typing import BinaryIO
 from app.datasets.limits import Limits
 from app.datasets.report import Code, Invalid, Problem, fatal
 from app.datasets.rows import Candidate, brief, parse_row, row_format, to_candidate
+from app.datasets.values import loads
 
 _BOM = b"\xef\xbb\xbf"
 _SKIP_CHUNK = 1024 * 1024
@@ -63,7 +64,7 @@ def _parse(number: int, raw: bytes) -> Line:
             f"byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} is not UTF-8; save the file as UTF-8",
         ).at(number))
     try:
-        value = json.loads(text)
+        value = loads(text)
     except json.JSONDecodeError as exc:
         return Line(number, problem=Invalid(
             Code.INVALID_JSON, None, f"not JSON: {exc.msg} at column {exc.colno}"

@@ -29,6 +29,10 @@ class Limits:
     # Each member costs a few hundred bytes of index in memory before any is read; rows are capped
     # at max_rows, so a dataset has no use for millions of members.
     max_archive_members: int = 250_000
+    # The Qwen-VL image processors (smart_resize in transformers) refuse an image whose long side
+    # is more than 200× its short side, whatever its size; at training time that would fail the job.
+    # It is the processor's only refusal: a 1×1 image is scaled up to the minimum, not refused.
+    max_aspect_ratio: float = 200.0
 
 
 DEFAULT_LIMITS = Limits()

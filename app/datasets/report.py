@@ -28,6 +28,9 @@ class Code(StrEnum):
     UNSUPPORTED_FORMAT = "unsupported_format"
     NOT_AN_IMAGE = "not_an_image"
     PARQUET_INVALID = "parquet_invalid"
+    INVALID_NUMBER = "invalid_number"
+    DUPLICATE_KEY = "duplicate_key"
+    IMAGE_ASPECT_RATIO = "image_aspect_ratio"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
 from app.datasets.report import Code, Invalid
+from app.datasets.values import value_problems
 
 OPENAI = "openai_rft_jsonl"
 VISUAL = "visual_rft_jsonl"
@@ -48,7 +50,7 @@ def parse_row(obj: dict, layout: str) -> RowSpec:
 
 def parse_openai(obj: dict) -> RowSpec:
     """``{"messages": [{"role": "user", "content": [text parts, one image_url part]}], <refs>}``."""
-    problems: list[Invalid] = []
+    problems: list[Invalid] = value_problems(obj)
     item = {k: v for k, v in obj.items() if k != "messages"}
     spec = RowSpec(prompt="", item=item, image_field="messages", image_ref=None, problems=problems)
     _check_solution(item, problems)
@@ -150,7 +152,7 @@ def parse_visual(obj: dict) -> RowSpec:
     ``image`` is a string in JSONL (data URL or archive path) and, in Parquet as Hugging Face writes
     it, a struct ``{"bytes": ..., "path": ...}`` or plain bytes.
     """
-    problems: list[Invalid] = []
+    problems: list[Invalid] = value_problems(obj, skip=("image",))
     item = {k: v for k, v in obj.items() if k != "image"}
     spec = RowSpec(prompt="", item=item, image_field="image", image_ref=None, problems=problems)
 
@@ -231,10 +233,11 @@ def _literal(text: str):
 
 
 def _is_box(box) -> bool:
+    # Finite, too: the solution is Python text, where 1e999 reads back as inf and IoU against it is NaN.
     return (
         isinstance(box, (list, tuple))
         and len(box) == 4
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
     )
 
 
