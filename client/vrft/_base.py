@@ -168,7 +168,7 @@ class BaseClient:
             hinted = parse_retry_after(response.headers)
             if hinted is not None:
                 return min(hinted, MAX_RETRY_AFTER)
-        base = min(0.5 * (2 ** attempt), MAX_BACKOFF)
+        base = min(0.5 * (2.0 ** attempt), MAX_BACKOFF)
         return base * (1 - 0.25 * random.random())  # jitter: 75–100 % of the step
 
     def retry_plan(self, build: Callable[[], httpx.Request]) -> RetryPlan:

@@ -29,6 +29,7 @@ class MultipartUpload:
         self._path: Path | None = None
         self._bytes: bytes | None = None
         self._fh: IO[bytes] | None = None
+        self._start = 0  # where a file object's upload begins (its position when handed over)
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._bytes = bytes(source)
             size = len(self._bytes)
@@ -40,13 +41,13 @@ class MultipartUpload:
             size = self._path.stat().st_size
             default_name = self._path.name
         elif hasattr(source, "read"):
-            self._fh = source  # type: ignore[assignment]
-            self._start = source.tell() if source.seekable() else None  # type: ignore[union-attr]
-            if self._start is None:
+            self._fh = source
+            if not source.seekable():
                 raise ValueError("A file object to upload must be seekable (so a retry can re-send it).")
-            source.seek(0, io.SEEK_END)  # type: ignore[union-attr]
-            size = source.tell() - self._start  # type: ignore[union-attr]
-            source.seek(self._start)  # type: ignore[union-attr]
+            self._start = start = source.tell()
+            source.seek(0, io.SEEK_END)
+            size = source.tell() - start
+            source.seek(start)
             default_name = os.path.basename(getattr(source, "name", "") or "") or "upload.jsonl"
         else:
             raise TypeError(f"Cannot upload a {type(source).__name__}: pass a path, bytes or a binary file object.")

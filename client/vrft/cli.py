@@ -21,7 +21,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,10 @@ from vrft.errors import (
     VrftError,
     WaitTimeoutError,
 )
-from vrft.types import VrftObject
+from vrft.types import FileObject, FineTuningJob, JobEvent, VrftObject
+
+# A subcommand: the client (None for the offline `datasets` commands) and the parsed flags → exit code.
+Command = Callable[[Any, argparse.Namespace], int]
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_CONNECTION, EXIT_CANCELLED, EXIT_WAIT_TIMEOUT = 0, 1, 2, 3, 4, 5, 6
 EXIT_INTERRUPTED = 130
@@ -90,19 +93,19 @@ def details(pairs: Sequence[tuple[str, Any]]) -> None:
         print(f"{key.ljust(width)}  {_cell(value)}")
 
 
-def _job_progress(job) -> str:
+def _job_progress(job: FineTuningJob) -> str:
     if job.progress is None or not job.progress.total_steps:
         return "-"
     return f"{job.progress.step or 0}/{job.progress.total_steps}"
 
 
-def show_file(f) -> None:
+def show_file(f: FileObject) -> None:
     details([("id", f.id), ("filename", f.filename), ("bytes", f.bytes), ("purpose", f.purpose),
              ("status", f.status), ("format", f.format), ("rows", f.rows), ("created", _when(f.created_at)),
              ("details", f.status_details)])
 
 
-def show_job(job) -> None:
+def show_job(job: FineTuningJob) -> None:
     error = job.error
     pairs = [("id", job.id), ("status", job.status), ("model", job.model), ("training_file", job.training_file),
              ("validation_file", job.validation_file), ("progress", _job_progress(job)),
@@ -116,7 +119,7 @@ def show_job(job) -> None:
     details(pairs)
 
 
-def print_event(ev, as_json: bool) -> None:
+def print_event(ev: JobEvent, as_json: bool) -> None:
     if as_json:
         print(json.dumps(ev.to_dict(), ensure_ascii=False), flush=True)
         return
@@ -153,7 +156,7 @@ def load_structured(value: str, what: str) -> Any:
         raise UsageError(f"{what}: {source} is neither an existing file nor valid JSON ({exc})") from None
 
 
-def _object(value: str, what: str) -> dict:
+def _object(value: str, what: str) -> dict[str, Any]:
     loaded = load_structured(value, what)
     if not isinstance(loaded, dict):
         raise UsageError(f"{what} must be a JSON object")
@@ -161,7 +164,7 @@ def _object(value: str, what: str) -> dict:
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def cmd_files_upload(client: Client, args) -> int:
+def cmd_files_upload(client: Client, args: argparse.Namespace) -> int:
     f = client.files.upload(args.path, purpose=args.purpose, filename=args.filename, progress=args.progress)
     if args.wait and f.status == "uploaded":
         f = client.files.wait_processed(f.id)
@@ -172,7 +175,7 @@ def cmd_files_upload(client: Client, args) -> int:
     return EXIT_OK if f.status != "error" else EXIT_API
 
 
-def cmd_files_list(client: Client, args) -> int:
+def cmd_files_list(client: Client, args: argparse.Namespace) -> int:
     pager = client.files.list(purpose=args.purpose, limit=args.limit)
     items = list(pager) if args.all else pager.data
     if args.json:
@@ -183,19 +186,19 @@ def cmd_files_list(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_files_show(client: Client, args) -> int:
+def cmd_files_show(client: Client, args: argparse.Namespace) -> int:
     f = client.files.retrieve(args.file_id)
     emit_json(f) if args.json else show_file(f)
     return EXIT_OK
 
 
-def cmd_files_rm(client: Client, args) -> int:
+def cmd_files_rm(client: Client, args: argparse.Namespace) -> int:
     result = client.files.delete(args.file_id)
     emit_json(result) if args.json else print(f"deleted {result.id}")
     return EXIT_OK
 
 
-def cmd_files_validation(client: Client, args) -> int:
+def cmd_files_validation(client: Client, args: argparse.Namespace) -> int:
     report = client.files.validation(args.file_id)
     if args.json:
         emit_json(report)
@@ -209,7 +212,7 @@ def cmd_files_validation(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_files_content(client: Client, args) -> int:
+def cmd_files_content(client: Client, args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.buffer.write(client.files.content(args.file_id))  # type: ignore[arg-type]
         sys.stdout.flush()
@@ -233,8 +236,8 @@ def _maybe_upload(client: Client, value: str | None, progress: bool) -> str | No
     return f.id
 
 
-def cmd_jobs_create(client: Client, args) -> int:
-    spec: dict = {}
+def cmd_jobs_create(client: Client, args: argparse.Namespace) -> int:
+    spec: dict[str, Any] = {}
     if args.spec:
         spec = _object(args.spec, "--spec")
         allowed = {"model", "training_file", "validation_file", "grader", "hyperparameters", "suffix", "seed",
@@ -277,7 +280,7 @@ def cmd_jobs_create(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_jobs_list(client: Client, args) -> int:
+def cmd_jobs_list(client: Client, args: argparse.Namespace) -> int:
     pager = client.jobs.list(limit=args.limit, status=args.status)
     items = list(pager) if args.all else pager.data
     if args.json:
@@ -288,13 +291,13 @@ def cmd_jobs_list(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_jobs_show(client: Client, args) -> int:
+def cmd_jobs_show(client: Client, args: argparse.Namespace) -> int:
     job = client.jobs.retrieve(args.job_id)
     emit_json(job) if args.json else show_job(job)
     return EXIT_OK
 
 
-def _wait(client: Client, job_id: str, args) -> int:
+def _wait(client: Client, job_id: str, args: argparse.Namespace) -> int:
     try:
         job = client.jobs.wait(job_id, timeout=args.wait_timeout, progress=args.progress, raise_on_cancel=True)
     except JobFailedError as exc:
@@ -312,25 +315,25 @@ def _wait(client: Client, job_id: str, args) -> int:
     return EXIT_OK
 
 
-def cmd_jobs_wait(client: Client, args) -> int:
+def cmd_jobs_wait(client: Client, args: argparse.Namespace) -> int:
     return _wait(client, args.job_id, args)
 
 
-def cmd_jobs_events(client: Client, args) -> int:
+def cmd_jobs_events(client: Client, args: argparse.Namespace) -> int:
     for ev in client.jobs.events(args.job_id, follow=args.follow, type=args.type):
         print_event(ev, args.json)
     return EXIT_OK
 
 
-def _transition(action: str):
-    def run(client: Client, args) -> int:
+def _transition(action: str) -> Command:
+    def run(client: Client, args: argparse.Namespace) -> int:
         job = getattr(client.jobs, action)(args.job_id)
         emit_json(job) if args.json else show_job(job)
         return EXIT_OK
     return run
 
 
-def cmd_jobs_checkpoints(client: Client, args) -> int:
+def cmd_jobs_checkpoints(client: Client, args: argparse.Namespace) -> int:
     items = list(client.jobs.checkpoints(args.job_id, limit=100))
     if args.json:
         emit_json(items)
@@ -340,7 +343,7 @@ def cmd_jobs_checkpoints(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_jobs_download(client: Client, args) -> int:
+def cmd_jobs_download(client: Client, args: argparse.Namespace) -> int:
     checkpoint: Any = args.checkpoint
     if checkpoint is not None and checkpoint.isdigit():
         checkpoint = int(checkpoint)
@@ -350,13 +353,13 @@ def cmd_jobs_download(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_graders_validate(client: Client, args) -> int:
+def cmd_graders_validate(client: Client, args: argparse.Namespace) -> int:
     result = client.graders.validate(_object(args.grader, "grader"))
     print(json.dumps(result.grader, indent=2, ensure_ascii=False)) if not args.json else emit_json(result)
     return EXIT_OK
 
 
-def cmd_graders_run(client: Client, args) -> int:
+def cmd_graders_run(client: Client, args: argparse.Namespace) -> int:
     sample = args.sample
     if sample.startswith("@"):
         sample = Path(sample[1:]).read_text(encoding="utf-8")
@@ -370,7 +373,7 @@ def cmd_graders_run(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_models(client: Client, args) -> int:
+def cmd_models(client: Client, args: argparse.Namespace) -> int:
     items = list(client.models.list())
     if args.json:
         emit_json(items)
@@ -379,7 +382,7 @@ def cmd_models(client: Client, args) -> int:
     return EXIT_OK
 
 
-def cmd_datasets_coco(_client: Client | None, args) -> int:
+def cmd_datasets_coco(_client: Client | None, args: argparse.Namespace) -> int:
     from vrft.datasets import convert_coco
 
     path = convert_coco(args.annotations, args.images, args.output, categories=args.category or None,
@@ -411,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vrft {__version__}")
     top = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
-    def add(sub, name, func, help_text, **kw):
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Command, help_text: str,
+            **kw: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text, **kw)
         p.set_defaults(func=func)
         return p
@@ -521,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if request_timeout is not None:
                 kwargs["timeout"] = request_timeout
             client = Client(**kwargs)
-        return args.func(client, args)
+        code: int = args.func(client, args)
+        return code
     except UsageError as exc:
         print(f"vrft: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -109,21 +109,21 @@ def image_to_data_url(image: ImageLike, *, format: str = "PNG") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def visual_rft_record(image: ImageLike, problem: str, solution: str, **extra: Any) -> dict:
+def visual_rft_record(image: ImageLike, problem: str, solution: str, **extra: Any) -> dict[str, Any]:
     """One Visual-RFT row: ``{"image": <data URL>, "problem", "solution", ...extra}``."""
     return {"image": image_to_data_url(image), "problem": problem, "solution": solution, **extra}
 
 
-def openai_rft_record(image: ImageLike | None, prompt: str, **reference_fields: Any) -> dict:
+def openai_rft_record(image: ImageLike | None, prompt: str, **reference_fields: Any) -> dict[str, Any]:
     """One OpenAI-RFT row: a user message with the text and the image; ``reference_fields`` become
     top-level keys that graders read as ``{{item.<field>}}``."""
-    content: list[dict] = [{"type": "text", "text": prompt}]
+    content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
     if image is not None:
         content.append({"type": "image_url", "image_url": {"url": image_to_data_url(image)}})
     return {"messages": [{"role": "user", "content": content}], **reference_fields}
 
 
-def to_openai_record(record: dict) -> dict:
+def to_openai_record(record: dict[str, Any]) -> dict[str, Any]:
     """Visual-RFT row → OpenAI-RFT row (``problem`` becomes the prompt; ``solution`` and every other
     field stay as reference fields)."""
     if "messages" in record:
@@ -132,7 +132,7 @@ def to_openai_record(record: dict) -> dict:
     return openai_rft_record(record.get("image"), record["problem"], **rest)
 
 
-def _normalise(record: dict, format: str) -> dict:
+def _normalise(record: dict[str, Any], format: str) -> dict[str, Any]:
     if format == "openai":
         return to_openai_record({**record, "image": image_to_data_url(record["image"])}
                                 if "image" in record else record)
@@ -146,7 +146,7 @@ def _normalise(record: dict, format: str) -> dict:
     return {**record, "image": image_to_data_url(record["image"])}
 
 
-def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict], *,
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]], *,
                 format: str = "visual_rft") -> Path:
     """Write records as JSONL with every image inlined as a data URL. Returns the path.
 
@@ -185,7 +185,7 @@ def detection_problem(category: str) -> str:
 
 
 def coco_detection_examples(
-    annotations: str | os.PathLike[str] | dict,
+    annotations: str | os.PathLike[str] | dict[str, Any],
     images_dir: str | os.PathLike[str] | None = None,
     *,
     categories: Sequence[str | int] | None = None,
@@ -194,7 +194,7 @@ def coco_detection_examples(
     image_ref: str = "data_url",
     include_crowd: bool = False,
     min_box_area: float = 0.0,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """COCO instances → Visual-RFT detection rows, one per (image, category) pair, as in ViRFT_COCO.
 
     ``categories``: names or ids (default: all); ``shots``: images per category (default: all),
@@ -222,7 +222,7 @@ def coco_detection_examples(
             wanted.append(cid)
     wanted_set = set(wanted)
     images = {img["id"]: img for img in coco.get("images", [])}
-    boxes: dict[tuple[int, int], list] = {}
+    boxes: dict[tuple[int, int], list[list[float]]] = {}
     for ann in coco.get("annotations", []):
         if ann.get("category_id") not in wanted_set:
             continue
@@ -318,7 +318,7 @@ def _unique(name: str, used: set[str]) -> str:
     return candidate
 
 
-def build_archive(dest: str | os.PathLike[str], records: Iterable[dict], *,
+def build_archive(dest: str | os.PathLike[str], records: Iterable[dict[str, Any]], *,
                   manifest_name: str = "train.jsonl", images_root: str | os.PathLike[str] | None = None,
                   image_dir: str = "images", format: str = "visual_rft") -> Path:
     """Write a .zip / .tar / .tar.gz holding ``manifest_name`` (JSONL) and the images as files.
@@ -391,7 +391,7 @@ def build_archive(dest: str | os.PathLike[str], records: Iterable[dict], *,
     return dest
 
 
-def convert_coco(annotations: str | os.PathLike[str] | dict, images_dir: str | os.PathLike[str],
+def convert_coco(annotations: str | os.PathLike[str] | dict[str, Any], images_dir: str | os.PathLike[str],
                  dest: str | os.PathLike[str], *, categories: Sequence[str | int] | None = None,
                  shots: int | None = None, seed: int | None = 0) -> Path:
     """COCO → a file ready to upload: ``.jsonl`` (images inlined) or an archive (images as files)."""
@@ -404,7 +404,7 @@ def convert_coco(annotations: str | os.PathLike[str] | dict, images_dir: str | o
     return build_archive(dest, rows)
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict]:
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if line.strip():

@@ -10,21 +10,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
+
 from vrft.types import Page
 
-T = TypeVar("T")
+T = TypeVar("T", bound=BaseModel)
 
 
-def _next_cursor(page: Page) -> str | None:
+def _next_cursor(page: Page[Any]) -> str | None:
     if not page.has_more or not page.data:
         return None
-    return getattr(page.data[-1], "id", None)
+    cursor: str | None = getattr(page.data[-1], "id", None)
+    return cursor
 
 
 class SyncPager(Generic[T]):
-    def __init__(self, fetch: Callable[[str | None], Page], after: str | None = None):
+    def __init__(self, fetch: Callable[[str | None], Page[T]], after: str | None = None):
         self._fetch = fetch
-        self.page: Page = fetch(after)
+        self.page: Page[T] = fetch(after)
 
     @property
     def data(self) -> list[T]:
@@ -42,7 +45,7 @@ class SyncPager(Generic[T]):
         cursor = _next_cursor(self.page)
         return SyncPager(self._fetch, cursor) if cursor else None
 
-    def iter_pages(self) -> Iterator[Page]:
+    def iter_pages(self) -> Iterator[Page[T]]:
         page = self.page
         while True:
             yield page
@@ -62,7 +65,7 @@ class SyncPager(Generic[T]):
 class AsyncPage(Generic[T]):
     """One fetched page of an async list; ``async for`` continues through the following pages."""
 
-    def __init__(self, fetch: Callable[[str | None], Awaitable[Page]], page: Page):
+    def __init__(self, fetch: Callable[[str | None], Awaitable[Page[T]]], page: Page[T]):
         self._fetch = fetch
         self.page = page
 
@@ -90,7 +93,7 @@ class AsyncPage(Generic[T]):
 
 
 class AsyncPager(Generic[T]):
-    def __init__(self, fetch: Callable[[str | None], Awaitable[Page]], after: str | None = None):
+    def __init__(self, fetch: Callable[[str | None], Awaitable[Page[T]]], after: str | None = None):
         self._fetch = fetch
         self._after = after
 

@@ -17,9 +17,7 @@ FILES = "/v1/files"
 GRADERS = "/v1/fine_tuning/alpha/graders"
 
 
-def file_id(value: str | FileObject | None) -> str | None:
-    if value is None:
-        return None
+def file_id(value: str | FileObject) -> str:
     return value.id if isinstance(value, FileObject) else str(value)
 
 
@@ -27,11 +25,11 @@ def job_id(value: str | FineTuningJob) -> str:
     return value.id if isinstance(value, FineTuningJob) else str(value)
 
 
-def build_job_body(*, model: str, training_file: Any, grader: dict | None, validation_file: Any = None,
-                   hyperparameters: dict | None = None, suffix: str | None = None,
-                   metadata: dict | None = None, seed: int | None = None, dry_run: bool = False,
-                   dry_run_samples: int | None = None, method: dict | None = None,
-                   extra_body: dict | None = None) -> dict:
+def build_job_body(*, model: str, training_file: Any, grader: dict[str, Any] | None, validation_file: Any = None,
+                   hyperparameters: dict[str, Any] | None = None, suffix: str | None = None,
+                   metadata: dict[str, Any] | None = None, seed: int | None = None, dry_run: bool = False,
+                   dry_run_samples: int | None = None, method: dict[str, Any] | None = None,
+                   extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
     if method is None:
         if grader is None:
             raise ValueError("jobs.create() needs a grader (or a full `method`).")
@@ -73,37 +71,16 @@ def job_step(job: FineTuningJob) -> tuple[int | None, int | None]:
 
 
 # -- Server-Sent Events -----------------------------------------------------------------------------
-def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
-    """``(event, data, id)`` per SSE message (``event`` defaults to ``"message"``)."""
-    event, data, ident = "message", [], None
-    for raw in lines:
-        line = raw.rstrip("\r\n")
-        if not line:
-            if data or event != "message":
-                yield event, "\n".join(data), ident
-            event, data, ident = "message", [], None
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id":
-            ident = value
-    if data:
-        yield event, "\n".join(data), ident
-
-
 class SSEDecoder:
-    """Incremental version of ``parse_sse`` for line-by-line async use."""
+    """Server-Sent Events, one line at a time (so the sync and async streams share it)."""
 
     def __init__(self) -> None:
-        self.event, self.data, self.ident = "message", [], None
+        self.event = "message"
+        self.data: list[str] = []
+        self.ident: str | None = None
 
     def feed(self, raw: str) -> tuple[str, str, str | None] | None:
+        """The ``(event, data, id)`` that a blank line completes, else ``None``."""
         line = raw.rstrip("\r\n")
         if not line:
             out = None
@@ -124,7 +101,18 @@ class SSEDecoder:
         return None
 
 
-def sse_payload(event: str, data: str) -> dict | None:
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
+    """``(event, data, id)`` per SSE message (``event`` defaults to ``"message"``)."""
+    decoder = SSEDecoder()
+    for raw in lines:
+        message = decoder.feed(raw)
+        if message is not None:
+            yield message
+    if decoder.data:  # a stream cut off before its final blank line still delivers its last message
+        yield decoder.event, "\n".join(decoder.data), decoder.ident
+
+
+def sse_payload(event: str, data: str) -> dict[str, Any] | None:
     if event in ("done", "error") or not data:
         return None
     try:
@@ -145,7 +133,7 @@ def filename_from_disposition(header: str | None) -> str | None:
     return os.path.basename(match.group(1).strip()) if match else None
 
 
-def resolve_dest(dest: str | os.PathLike | None, default_name: str) -> Path:
+def resolve_dest(dest: str | os.PathLike[str] | None, default_name: str) -> Path:
     """``dest`` may be a file path, an existing folder, or a path ending in ``/`` (a folder to create)."""
     if dest is None:
         return Path.cwd() / default_name

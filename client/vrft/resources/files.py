@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,7 @@ class Files:
         upload = MultipartUpload(file, fields={"purpose": purpose}, filename=filename)
         bar = _bar_for(upload, progress)
 
-        def body():  # a fresh stream (and progress from zero) for every attempt
+        def body() -> Iterator[bytes]:  # a fresh stream (and progress from zero) for every attempt
             if bar is not None:
                 bar.update(0)
             return upload.iter_body(bar.advance if bar is not None else None)
@@ -59,7 +60,7 @@ class Files:
 
     def list(self, *, purpose: str | None = None, limit: int | None = None,
              after: str | None = None) -> SyncPager[FileObject]:
-        def fetch(cursor):
+        def fetch(cursor: str | None) -> Page[FileObject]:
             return self._client.call("GET", FILES, Page[FileObject],
                                      params={"purpose": purpose, "limit": limit, "after": cursor})
         return SyncPager(fetch, after)
@@ -111,7 +112,7 @@ class AsyncFiles:
         upload = MultipartUpload(file, fields={"purpose": purpose}, filename=filename)
         bar = _bar_for(upload, progress)
 
-        def body():
+        def body() -> AsyncIterator[bytes]:
             if bar is not None:
                 bar.update(0)
             return upload.aiter_body(bar.advance if bar is not None else None)
@@ -130,7 +131,7 @@ class AsyncFiles:
 
     def list(self, *, purpose: str | None = None, limit: int | None = None,
              after: str | None = None) -> AsyncPager[FileObject]:
-        async def fetch(cursor):
+        async def fetch(cursor: str | None) -> Page[FileObject]:
             return await self._client.call("GET", FILES, Page[FileObject],
                                            params={"purpose": purpose, "limit": limit, "after": cursor})
         return AsyncPager(fetch, after)

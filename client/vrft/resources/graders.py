@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from vrft._client import AsyncClient, Client
 
 
-def _run_body(grader: dict, model_sample: str, item: dict | None, image_size: Sequence[float] | None,
-              resized_image_size: Sequence[float] | None) -> dict[str, Any]:
+def _run_body(grader: dict[str, Any], model_sample: str, item: dict[str, Any] | None,
+              image_size: Sequence[float] | None, resized_image_size: Sequence[float] | None) -> dict[str, Any]:
     body: dict[str, Any] = {"grader": grader, "model_sample": model_sample, "item": item or {}}
     if image_size is not None:
         body["image_size"] = list(image_size)
@@ -26,11 +26,11 @@ class Graders:
     def __init__(self, client: Client):
         self._client = client
 
-    def validate(self, grader: dict) -> GraderValidation:
+    def validate(self, grader: dict[str, Any]) -> GraderValidation:
         """The normalised grader (``.grader``), or ``UnprocessableEntityError`` naming the bad field."""
         return self._client.call("POST", f"{GRADERS}/validate", GraderValidation, json={"grader": grader})
 
-    def run(self, grader: dict, model_sample: str, item: dict | None = None, *,
+    def run(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any] | None = None, *,
             image_size: Sequence[float] | None = None,
             resized_image_size: Sequence[float] | None = None) -> GraderRunResult:
         """Score one completion: ``reward``, ``sub_rewards`` and ``metadata.errors`` flags."""
@@ -42,10 +42,10 @@ class AsyncGraders:
     def __init__(self, client: AsyncClient):
         self._client = client
 
-    async def validate(self, grader: dict) -> GraderValidation:
+    async def validate(self, grader: dict[str, Any]) -> GraderValidation:
         return await self._client.call("POST", f"{GRADERS}/validate", GraderValidation, json={"grader": grader})
 
-    async def run(self, grader: dict, model_sample: str, item: dict | None = None, *,
+    async def run(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any] | None = None, *,
                   image_size: Sequence[float] | None = None,
                   resized_image_size: Sequence[float] | None = None) -> GraderRunResult:
         return await self._client.call("POST", f"{GRADERS}/run", GraderRunResult,

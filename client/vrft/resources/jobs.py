@@ -73,7 +73,8 @@ def _adapter_path(jid: str, checkpoint_id: str | None) -> str:
     return f"{JOBS}/{jid}/adapter"
 
 
-def _download_targets(jid: str, dest: PathLike | None, extract: bool, response: httpx.Response):
+def _download_targets(jid: str, dest: PathLike | None, extract: bool,
+                      response: httpx.Response) -> tuple[Path, Path | None]:
     """(file to write, folder to extract into or None)."""
     name = filename_from_disposition(response.headers.get("content-disposition")) or f"{jid}-adapter.tar"
     if extract:
@@ -94,11 +95,11 @@ class Jobs:
     def __init__(self, client: Client):
         self._client = client
 
-    def create(self, *, model: str, training_file: Any, grader: dict | None = None, validation_file: Any = None,
-               hyperparameters: dict | None = None, suffix: str | None = None,
+    def create(self, *, model: str, training_file: Any, grader: dict[str, Any] | None = None,
+               validation_file: Any = None, hyperparameters: dict[str, Any] | None = None, suffix: str | None = None,
                metadata: dict[str, str] | None = None, seed: int | None = None, dry_run: bool = False,
-               dry_run_samples: int | None = None, method: dict | None = None,
-               extra_body: dict | None = None, idempotency_key: str | None = None) -> FineTuningJob:
+               dry_run_samples: int | None = None, method: dict[str, Any] | None = None,
+               extra_body: dict[str, Any] | None = None, idempotency_key: str | None = None) -> FineTuningJob:
         """Create a reinforcement fine-tuning job: ``method = {"type": "reinforcement",
         "reinforcement": {"grader": grader, "hyperparameters": hyperparameters}}``."""
         body = build_job_body(model=model, training_file=training_file, grader=grader,
@@ -114,7 +115,7 @@ class Jobs:
     def list(self, *, limit: int | None = None, after: str | None = None,
              status: str | None = None) -> SyncPager[FineTuningJob]:
         """Newest first; iterating the result walks every page."""
-        def fetch(cursor):
+        def fetch(cursor: str | None) -> Page[FineTuningJob]:
             return self._client.call("GET", JOBS, Page[FineTuningJob],
                                      params={"limit": limit, "after": cursor, "status": status})
         return SyncPager(fetch, after)
@@ -133,7 +134,7 @@ class Jobs:
         """OpenAI's ``list_events``: newest first, paginated with ``after``."""
         jid = job_id(job)
 
-        def fetch(cursor):
+        def fetch(cursor: str | None) -> Page[JobEvent]:
             return self._client.call("GET", f"{JOBS}/{jid}/events", Page[JobEvent],
                                      params={"limit": limit, "after": cursor, "type": type})
         return SyncPager(fetch, after)
@@ -204,7 +205,7 @@ class Jobs:
                     after: str | None = None) -> SyncPager[Checkpoint]:
         jid = job_id(job)
 
-        def fetch(cursor):
+        def fetch(cursor: str | None) -> Page[Checkpoint]:
             return self._client.call("GET", f"{JOBS}/{jid}/checkpoints", Page[Checkpoint],
                                      params={"limit": limit, "after": cursor})
         return SyncPager(fetch, after)
@@ -286,11 +287,11 @@ class AsyncJobs:
     def __init__(self, client: AsyncClient):
         self._client = client
 
-    async def create(self, *, model: str, training_file: Any, grader: dict | None = None,
-                     validation_file: Any = None, hyperparameters: dict | None = None,
+    async def create(self, *, model: str, training_file: Any, grader: dict[str, Any] | None = None,
+                     validation_file: Any = None, hyperparameters: dict[str, Any] | None = None,
                      suffix: str | None = None, metadata: dict[str, str] | None = None,
                      seed: int | None = None, dry_run: bool = False, dry_run_samples: int | None = None,
-                     method: dict | None = None, extra_body: dict | None = None,
+                     method: dict[str, Any] | None = None, extra_body: dict[str, Any] | None = None,
                      idempotency_key: str | None = None) -> FineTuningJob:
         body = build_job_body(model=model, training_file=training_file, grader=grader,
                               validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
@@ -304,7 +305,7 @@ class AsyncJobs:
 
     def list(self, *, limit: int | None = None, after: str | None = None,
              status: str | None = None) -> AsyncPager[FineTuningJob]:
-        async def fetch(cursor):
+        async def fetch(cursor: str | None) -> Page[FineTuningJob]:
             return await self._client.call("GET", JOBS, Page[FineTuningJob],
                                            params={"limit": limit, "after": cursor, "status": status})
         return AsyncPager(fetch, after)
@@ -322,7 +323,7 @@ class AsyncJobs:
                     type: str | None = None) -> AsyncPager[JobEvent]:
         jid = job_id(job)
 
-        async def fetch(cursor):
+        async def fetch(cursor: str | None) -> Page[JobEvent]:
             return await self._client.call("GET", f"{JOBS}/{jid}/events", Page[JobEvent],
                                            params={"limit": limit, "after": cursor, "type": type})
         return AsyncPager(fetch, after)
@@ -398,7 +399,7 @@ class AsyncJobs:
                     after: str | None = None) -> AsyncPager[Checkpoint]:
         jid = job_id(job)
 
-        async def fetch(cursor):
+        async def fetch(cursor: str | None) -> Page[Checkpoint]:
             return await self._client.call("GET", f"{JOBS}/{jid}/checkpoints", Page[Checkpoint],
                                            params={"limit": limit, "after": cursor})
         return AsyncPager(fetch, after)

@@ -31,7 +31,7 @@ class AsyncModels:
         self._client = client
 
     def list(self) -> AsyncPager[Model]:
-        async def fetch(_cursor):
+        async def fetch(_cursor: str | None) -> Page[Model]:
             return await self._client.call("GET", "/v1/models", Page[Model])
         return AsyncPager(fetch)
 
