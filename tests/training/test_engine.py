@@ -1,0 +1,94 @@
+"""The rollout engine (engine.py): greedy decoding token-for-token HF `generate`'s on all three families,
+seeded sampling reproducible, EOS/compaction and top-p semantics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.training.conftest import FAMILIES
+from tests.training.helpers import colour_examples, png
+from workers.training import engine
+from workers.training.lora import attach_lora
+from workers.training.model import load_model
+from workers.training.rollout import generate_rollouts, image_features, prepare_prompts
+
+
+def _setup(model_cache, family):
+    torch.manual_seed(0)
+    loaded = load_model(f"vrft/tiny-{family}", cache_dir=model_cache)
+    model = attach_lora(loaded.model, r=4, alpha=8, dropout=0.0, seed=0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.eval()
+    examples = colour_examples()
+    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?", image=png((0, 255, 0), (84, 56)))
+    batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
+    return loaded, model, batch, image_features(model, batch)
+
+
+def _options(loaded, **changes):
+    return dict(tokenizer=loaded.processor.tokenizer, group_size=2, max_new_tokens=24,
+                eos_token_ids=loaded.eos_token_ids, pad_token_id=loaded.pad_token_id,
+                suppressed_token_ids=loaded.suppressed_token_ids) | changes
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_decoding_is_token_for_token_generate(model_cache, family):
+    loaded, model, batch, images = _setup(model_cache, family)
+    ours = engine.sample(model, batch, images, do_sample=False, **_options(loaded))
+    hf = generate_rollouts(model, batch, images, do_sample=False, **_options(loaded))
+    assert torch.equal(ours.completion_ids, hf.completion_ids), family
+    assert torch.equal(ours.completion_mask, hf.completion_mask)
+    assert ours.texts == hf.texts
+    assert torch.equal(ours.prompt_ids, hf.prompt_ids) and torch.equal(ours.image_index, hf.image_index)
+
+
+def test_rows_that_end_early_stop_and_are_padded(model_cache):
+    """Make one token an EOS so rows finish at different steps: compaction must keep every other row's tokens."""
+    loaded, model, batch, images = _setup(model_cache, "qwen2-vl")
+    hf_free = generate_rollouts(model, batch, images, do_sample=False, **_options(loaded))
+    # pick a token some rows emit mid-way: treating it as an EOS ends those rows there
+    stopper = int(hf_free.completion_ids[0, 5])
+    eos = loaded.eos_token_ids + [stopper]
+    ours = engine.sample(model, batch, images, do_sample=False, **_options(loaded, eos_token_ids=eos))
+    hf = generate_rollouts(model, batch, images, do_sample=False, **_options(loaded, eos_token_ids=eos))
+    assert torch.equal(ours.completion_ids, hf.completion_ids)
+    lengths = ours.completion_mask.sum(1)
+    assert lengths.min() < lengths.max()  # rows really ended at different steps
+    assert (ours.completion_ids[ours.completion_mask == 0] == loaded.pad_token_id).all()
+
+
+def test_seeded_sampling_is_reproducible_and_respects_suppression(model_cache):
+    loaded, model, batch, images = _setup(model_cache, "qwen3-vl")
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        runs.append(engine.sample(model, batch, images, temperature=1.3, top_p=0.9, **_options(loaded, group_size=4)))
+    assert torch.equal(runs[0].completion_ids, runs[1].completion_ids)
+    assert not torch.isin(runs[0].completion_ids, torch.tensor(loaded.suppressed_token_ids)).any()
+    # the G completions of a prompt are independent draws, not copies
+    assert not torch.equal(runs[0].completion_ids[0], runs[0].completion_ids[1])
+    torch.manual_seed(8)
+    other = engine.sample(model, batch, images, temperature=1.3, top_p=0.9, **_options(loaded, group_size=4))
+    assert not torch.equal(other.completion_ids, runs[0].completion_ids)
+
+
+def test_process_logits_matches_generate_processors():
+    """Suppression → temperature → top-p, as transformers' logits processors do it."""
+    from transformers.generation.logits_process import (LogitsProcessorList, SuppressTokensLogitsProcessor,
+                                                        TemperatureLogitsWarper, TopPLogitsWarper)
+
+    torch.manual_seed(0)
+    logits = torch.randn(5, 50)
+    hf = LogitsProcessorList([SuppressTokensLogitsProcessor([3, 4]), TemperatureLogitsWarper(0.7),
+                              TopPLogitsWarper(0.8)])(torch.zeros(5, 1, dtype=torch.long), logits.clone())
+    torch.manual_seed(1)
+    want = torch.multinomial(hf.softmax(-1), 1).squeeze(1)
+    torch.manual_seed(1)
+    got = engine.process_logits(logits.clone(), suppressed=[3, 4], temperature=0.7, top_p=0.8, do_sample=True)
+    assert torch.equal(got, want)
+    assert torch.equal(engine.process_logits(logits.clone(), suppressed=[int(logits[0].argmax())], temperature=1.0,
+                                             top_p=1.0, do_sample=False)[0], logits[0].topk(2).indices[1])
