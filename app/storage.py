@@ -123,7 +123,8 @@ class S3Store:
                 "aws_secret_access_key": settings.s3_secret_access_key,
             }
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+                        # total_max_attempts counts the first try; botocore's max_attempts would not
+                        retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
                         connect_timeout=settings.s3_connect_timeout_s, read_timeout=settings.s3_read_timeout_s)
         self.client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region,
                                    config=config, **kwargs)
