@@ -17,7 +17,7 @@ FLAGS = (
     "reference_parse_error",  # the item's ground truth could not be parsed
     "missing_item_field",  # a template names an item field this row lacks
     "missing_image_size",  # a coordinate conversion needs image_size / resized_image_size
-    "invalid_formula_result",  # multi formula divided by zero or gave a non-finite number
+    "invalid_formula_result",  # a multi formula or preset weighted sum divided by zero or overflowed
     "python_grader_runtime_error",  # grade() raised, returned a non-number, or its process died
     "python_grader_memory_limit",  # grade() ran out of its memory limit
     "python_grader_blocked_operation",  # grade() tried network, processes or file writes

@@ -10,7 +10,6 @@ a flag with reward 0, never a silent 0 that looks like a real score).
 from __future__ import annotations
 
 import json
-import math
 import re
 from functools import lru_cache
 
@@ -39,9 +38,11 @@ _ONE_BOX = re.compile(
     rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*(?:[\])]\s*,\s*[\[(]|,)\s*({_NUM})\s*,\s*({_NUM})\s*[\])]"
 )
 _POINT = re.compile(rf"[\[(]\s*({_NUM})\s*,\s*({_NUM})\s*[\])]")
-_INT = re.compile(r"\s*\d+\s*")
+_INT = re.compile(r"\s*\d{1,18}\s*")  # longer digit runs are no count (and int() refuses > 4300)
 _NO_OBJECTS = frozenset({"no objects", "no object", "[]", "[[]]"})
 MAX_BOXES = 500  # bounds the O(n·m) matching on hostile input
+# No image frame has coordinates near this; beyond it box areas overflow to inf and IoU to NaN.
+MAX_MAGNITUDE = 1e12
 CACHED_TEXT_CHARS = 4096  # longer texts are parsed uncached, so the caches stay small
 
 
@@ -88,8 +89,8 @@ def reference_text(text: str) -> str:
 
 def _number(s: str) -> float:
     value = float(s)
-    if not math.isfinite(value):
-        raise ParseError(f"number {s!r} is not finite")
+    if not abs(value) <= MAX_MAGNITUDE:  # also catches inf and nan
+        raise ParseError(f"number {s[:40]!r} is not a coordinate (|x| > {MAX_MAGNITUDE:g})")
     return value
 
 
@@ -167,8 +168,8 @@ def _boxes_from_json(text: str) -> list[Box] | None:
                 or type(y2) not in _NUMERIC or (conf is not None and type(conf) not in _NUMERIC)):
             return None
         try:
-            if not math.isfinite(x1 + y1 + x2 + y2 + (conf or 0)):
-                return None
+            if not max(abs(x1), abs(y1), abs(x2), abs(y2), abs(conf or 0)) <= MAX_MAGNITUDE:
+                return None  # the regex path names the bad number
         except OverflowError:  # an integer too large for a float
             return None
         boxes.append((float(x1), float(y1), float(x2), float(y2), None if conf is None else float(conf)))

@@ -18,7 +18,7 @@ from app.errors import ErrorCode, ServiceError
 from app.graders import templates, text_leaves, vision_leaves
 from app.graders.formula import compile_formula
 from app.graders.nodes import FLAGS, Run, ScoreResult
-from app.graders.spec import preset_components, validate_grader
+from app.graders.spec import check_nesting, preset_components, validate_grader
 
 __all__ = ["FLAGS", "ScoreResult"]  # re-exported for app.graders
 
@@ -105,7 +105,11 @@ class _WeightedSum(_Multi):
         self.terms = [(children[k], float(w)) for k, w in weights.items()]
 
     def evaluate(self, i, sample, item, memo, run) -> float:
-        return sum(w * child.evaluate(i, sample, item, memo, run) for child, w in self.terms)
+        value = sum(w * child.evaluate(i, sample, item, memo, run) for child, w in self.terms)
+        if not math.isfinite(value):  # finite weights can still overflow: 1e308 * 2 is inf
+            run.flags["invalid_formula_result"][i] = True
+            return 0.0
+        return value
 
 
 def _build(spec: dict, label: str, prefix: str):
@@ -161,6 +165,7 @@ def _normalize(spec_json: str) -> str:
 
 def compile_grader(spec: dict) -> Compiled:
     """Validate (ServiceError if invalid) and compile, both cached by the spec's JSON."""
+    check_nesting(spec)  # before json.dumps, which would overflow on a hostile depth
     return _compile_normalized(_normalize(json.dumps(spec, sort_keys=True)))
 
 
@@ -176,7 +181,7 @@ def grader_names(spec: dict) -> list[str]:
 
 def _template_sites(spec: dict) -> list[tuple[str, set[str]]]:
     """``(param path, item fields)`` for every template string of a grader."""
-    normalized = json.loads(_normalize(json.dumps(spec, sort_keys=True)))
+    normalized = compile_grader(spec).normalized
     sites: list[tuple[str, set[str]]] = []
 
     def walk(node: dict, path: str) -> None:

@@ -25,7 +25,11 @@ SOLUTION = "{{item.solution}}"
 DEFAULT_FORMAT = r"<think>.*?</think>\s*<answer>.*?</answer>"
 MAX_SOURCE_BYTES = 64 * 1024
 MAX_PATTERN_LENGTH = 1000
-MAX_DEPTH = 8
+MAX_DEPTH = 8  # multi graders nested in multi graders
+# JSON nesting of a whole spec (a json_schema's `schema` is the only deep part a sane grader has).
+# Pydantic's serialiser gives up near 200 levels with a bare ValueError, and Python's recursion near
+# 1000, so this is checked first, by a loop that cannot itself overflow.
+MAX_JSON_DEPTH = 64
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 Coords = Literal["norm1000", "pixels_resized", "pixels", "norm1"]
@@ -261,9 +265,31 @@ def _check_preset(model: VisualRFT, given: dict, path: str) -> dict:
     return out
 
 
-def _validate_node(raw: Any, path: str, allow_python: bool, depth: int) -> dict:
-    if depth > MAX_DEPTH:
-        raise _invalid(path, f"graders are nested deeper than {MAX_DEPTH} levels")
+def check_nesting(spec: Any) -> None:
+    """Raise INVALID_GRADER naming the first grader nested past ``MAX_DEPTH`` multis, or the first
+    value nested past ``MAX_JSON_DEPTH`` levels — before anything recursive reads the spec."""
+    stack: list[tuple[Any, str, int | None, int]] = [(spec, "grader", 0, 1)]  # value, path, grader depth, json depth
+    while stack:
+        value, path, grader_depth, json_depth = stack.pop()
+        if grader_depth is not None and grader_depth > MAX_DEPTH:
+            raise _invalid(path, f"graders are nested deeper than {MAX_DEPTH} levels")
+        if json_depth > MAX_JSON_DEPTH and isinstance(value, (dict, list)):
+            raise _invalid(path, f"the grader is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            is_multi = grader_depth is not None and value.get("type") == "multi"
+            children = []
+            for key, child in value.items():
+                if is_multi and key == "graders" and isinstance(child, dict):
+                    children += [(sub, f"{path}.graders.{name}", grader_depth + 1, json_depth + 2)
+                                 for name, sub in child.items()]
+                else:
+                    children.append((child, f"{path}.{key}", None, json_depth + 1))
+            stack.extend(reversed(children))  # depth-first in document order, as the validation walks
+        elif isinstance(value, list):
+            stack.extend(reversed([(v, f"{path}.{i}", None, json_depth + 1) for i, v in enumerate(value)]))
+
+
+def _validate_node(raw: Any, path: str, allow_python: bool) -> dict:
     if not isinstance(raw, dict):
         raise _invalid(path, "a grader must be a JSON object")
     kind = raw.get("type")
@@ -295,7 +321,7 @@ def _validate_node(raw: Any, path: str, allow_python: bool, depth: int) -> dict:
                 raise _invalid(child_path, f"sub-grader key '{key}' must be an identifier (a-z, 0-9, _)")
             if isinstance(child, dict) and "name" not in child:
                 child = {**child, "name": key}  # OpenAI requires it; the key is the obvious default
-            children[key] = _validate_node(child, child_path, allow_python, depth + 1)
+            children[key] = _validate_node(child, child_path, allow_python)
         try:
             compile_formula(model.calculate_output, set(children))
         except FormulaError as exc:
@@ -320,4 +346,5 @@ def validate_grader(spec: dict, *, allow_python: bool = False) -> dict:
     Raises ``ServiceError(INVALID_GRADER, message, param="grader.<path>")``, or
     ``PYTHON_GRADER_DISABLED`` for a python grader while the operator has not enabled them.
     """
-    return _validate_node(spec, "grader", allow_python, 0)
+    check_nesting(spec)
+    return _validate_node(spec, "grader", allow_python)
