@@ -9,6 +9,9 @@ Every failure a user can cause is an ``ErrorCode`` (its wire code + HTTP status)
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 
 class ErrorCode(Enum):
@@ -70,20 +73,53 @@ class ErrorCode(Enum):
 
 
 class ServiceError(Exception):
-    """A failure with a stable code, a message a user can act on, and the offending field."""
+    """A failure with a stable code, a message a user can act on, and the offending field.
 
-    def __init__(self, code: ErrorCode, message: str, param: str | None = None):
+    ``extra`` adds fields beside those four in the error object (a dataset error carries the
+    offending ``line`` and the whole validation report); it never overrides them.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, param: str | None = None, *,
+                 extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.param = param
+        self.extra: dict[str, Any] = dict(extra or {})
 
     def body(self) -> dict:
         return {
             "error": {
+                **self.extra,
                 "message": self.message,
                 "type": self.code.type,
                 "param": self.param,
                 "code": self.code.code,
             }
         }
+
+
+class ErrorDetail(BaseModel):
+    """The wire shape of every error (OpenAI's), for the OpenAPI schema."""
+
+    model_config = ConfigDict(extra="allow")  # e.g. a dataset error's ``line`` and ``validation``
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status it can answer with an error, in the one error shape.
+    Every route can also answer 401 (no or a bad key), 500 (our bug) and 503 (a dependency is down)."""
+    described = {400: "Bad request", 401: "Missing or invalid API key", 404: "Not found", 409: "Conflict",
+                 413: "Too large", 422: "Invalid field or parameter", 429: "Rate limited",
+                 500: "Internal error (a bug; logged)", 503: "A dependency (database, storage) is unavailable; "
+                 "retry after the Retry-After header"}
+    return {s: {"model": ErrorResponse, "description": described.get(s, "Error")}
+            for s in sorted({*statuses, 401, 422, 500, 503})}

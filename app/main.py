@@ -6,32 +6,41 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import catalog
+from app import model_listing
 from app.auth.deps import current_project
 from app.config import get_settings
 from app.db import get_engine
-from app.deps import get_session
-from app.errors import ErrorCode, ServiceError
+from app.deps import DbSession
+from app.errors import ErrorCode, ServiceError, error_responses
+from app.model_listing import ModelList
 from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
 
 log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 
 
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str  # ready | unavailable
+    checks: dict[str, str]  # database / broker / storage -> "ok" or why not
+
+
+RETRY_AFTER_S = 5  # what a 503 asks clients to wait; the SDK honours Retry-After
+
+
 def _error_response(err: ServiceError) -> JSONResponse:
-    body = err.body()
-    extra = getattr(err, "extra", None)
-    if extra:
-        body["error"].update(extra)
-    return JSONResponse(body, status_code=err.code.status)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if err.code.status == 503 else None
+    return JSONResponse(err.body(), status_code=err.code.status, headers=headers)
 
 
 def _validation_param(loc) -> str:
@@ -39,7 +48,33 @@ def _validation_param(loc) -> str:
     return ".".join(parts) or "body"
 
 
+def _is_database_outage(exc: Exception) -> bool:
+    """The database refused, dropped or timed out a connection — not a query of ours that it rejected
+    (a DataError or IntegrityError is our bug and stays a 500)."""
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):  # pool exhausted / connection lost
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and (
+        isinstance(exc, sa_exc.OperationalError) or exc.connection_invalidated)
+
+
+def _is_storage_outage(exc: Exception) -> bool:
+    """boto3 could not reach S3 (refused, timed out, cut). ``S3Store`` already turns most of these into
+    ``storage_unavailable``; this catches any call that reaches boto3 another way."""
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+    except ImportError:  # pragma: no cover - boto3 is a dependency; the local store needs none of it
+        return False
+    return isinstance(exc, BotoConnectionError | ConnectTimeoutError | ReadTimeoutError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The last-resort rule: request input never yields a 5xx. ServiceErrors and validation errors are
+    4xx; an unreachable database or object store is a 503 with Retry-After; anything else is a 500
+    in the one error shape, logged with its traceback, because it is a bug of ours."""
+
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError):
         return _error_response(exc)
@@ -58,10 +93,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException):
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST}.get(exc.status_code, ErrorCode.BAD_REQUEST)
         body = ServiceError(code, str(exc.detail)).body()
-        return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception):
+        if _is_database_outage(exc):
+            log.warning("request.database_unavailable", exc_info=True)
+            return _error_response(ServiceError(ErrorCode.DEPENDENCY_UNAVAILABLE,
+                                                "The database is unavailable; retry shortly."))
+        if _is_storage_outage(exc):
+            log.warning("request.storage_unavailable", exc_info=True)
+            return _error_response(ServiceError(ErrorCode.STORAGE_UNAVAILABLE,
+                                                "Object storage is unavailable; retry shortly."))
         log.exception("request.unhandled_error")
         return _error_response(ServiceError(ErrorCode.INTERNAL, "Internal server error; it has been logged."))
 
@@ -100,23 +143,17 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(graders_router, dependencies=[Depends(current_project)])
 
-    @app.get("/v1/models", tags=["models"])
-    def list_models(project_id: str = Depends(current_project), session: Session = Depends(get_session)):
-        from app.jobs.models import Job
+    @app.get("/v1/models", tags=["models"], response_model=ModelList, responses=error_responses())
+    def list_models(session: DbSession, project_id: str = Depends(current_project)):
+        return {"object": "list", "data": model_listing.list_models(session, project_id=project_id,
+                                                                    settings=get_settings())}
 
-        data = [{"id": name, "object": "model", "created": 0, "owned_by": "vrft" if loc.startswith("builtin:") else "operator"}
-                for name, loc in sorted(catalog.base_models(get_settings()).items())]
-        tuned = session.scalars(sa.select(Job).where(Job.project_id == project_id, Job.fine_tuned_model.is_not(None))
-                                .order_by(Job.created_at.desc()))
-        data += [{"id": j.fine_tuned_model, "object": "model", "created": int(j.finished_at or j.created_at),
-                  "owned_by": project_id, "root": j.model, "parent": j.model, "fine_tuning_job": j.id} for j in tuned]
-        return {"object": "list", "data": data}
-
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], response_model=Health)
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "A dependency is unavailable"}})
     def readyz():
         from app.queue import ping_broker
         from app.storage import get_store
@@ -134,9 +171,11 @@ def create_app() -> FastAPI:
                 checks[name] = f"unavailable: {exc}"[:300]
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                            status_code=200 if ready else 503)
+                            status_code=200 if ready else 503,
+                            headers=None if ready else {"Retry-After": str(RETRY_AFTER_S)})
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}})
     def metrics():
         payload, ctype = metrics_payload()
         return Response(payload, media_type=ctype)

@@ -85,8 +85,13 @@ def make_client(app, db_session):
 
     from app.deps import get_session, get_session_factory
 
-    def override():
-        yield db_session
+    def override():  # the real dependency's unit of work, on the test's savepoint session
+        try:
+            yield db_session
+            db_session.commit()
+        except BaseException:
+            db_session.rollback()
+            raise
 
     app.dependency_overrides[get_session] = override
     app.dependency_overrides[get_session_factory] = lambda: (lambda: contextlib.nullcontext(db_session))

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.errors import error_responses
 from app.graders import FLAGS, score, validate_grader
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", tags=["graders"])
@@ -37,14 +38,39 @@ class RunRequest(BaseModel):
     resized_image_size: list[float] | None = Field(default=None, min_length=2, max_length=2)
 
 
-@router.post("/validate")
+class ValidateResponse(BaseModel):
+    grader: dict[str, Any]  # the normalised grader (defaults filled in), as a job will store it
+
+
+class RunMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    type: str
+    errors: dict[str, Any]  # vrft's flags plus OpenAI's error keys, each False/None when it did not happen
+    execution_time: float
+    scores: dict[str, Any]
+    token_usage: Any = None
+    sampled_model_name: str | None = None
+
+
+class RunResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    reward: float | None
+    sub_rewards: dict[str, Any]
+    metadata: RunMetadata
+    model_grader_token_usage_per_model: dict[str, Any]
+
+
+@router.post("/validate", response_model=ValidateResponse, responses=error_responses(422))
 def validate(body: ValidateRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict:
     return {"grader": validate_grader(body.grader, allow_python=allow_python)}
 
 
 # A sync route: FastAPI runs it in a worker thread, so a python grader's child process never
 # blocks the event loop.
-@router.post("/run")
+@router.post("/run", response_model=RunResponse, responses=error_responses(422))
 def run(body: RunRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict:
     grader = validate_grader(body.grader, allow_python=allow_python)
     sample: dict[str, Any] = {"output_text": body.model_sample}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import now
@@ -43,6 +45,32 @@ def remember(session: Session, project_id: str, key: str, request_hash: str, sta
     session.add(IdempotencyRecord(project_id=project_id, key=key, request_hash=request_hash,
                                   status_code=status_code, body=body))
     session.flush()
+
+
+def idempotent(session: Session, *, project_id: str, key: str | None, request_hash: str,
+               create: Callable[[], Any]) -> Any:
+    """``create()``'s response body, made at most once per ``key`` and request body.
+
+    A retry replays the stored body; a key reused for another body is a 409. When a concurrent
+    request with the same key wins the race, our insert of the record fails: everything ``create()``
+    did is rolled back (its ``on_commit`` work dropped, its ``on_rollback`` clean-up run) and we
+    answer what the winner answered.
+    """
+    if not key:
+        return create()
+    if (replay := idempotent_response(session, project_id, key, request_hash)) is not None:
+        return replay
+    body = create()
+    try:
+        remember(session, project_id, key, request_hash, 200, body)
+    except IntegrityError:
+        session.rollback()
+        replay = idempotent_response(session, project_id, key, request_hash)
+        if replay is None:  # the winner rolled back after all: nothing to replay, the client retries
+            raise ServiceError(ErrorCode.IDEMPOTENCY_CONFLICT, "A concurrent request with this Idempotency-Key "
+                               "did not complete; retry.", "Idempotency-Key") from None
+        return replay
+    return body
 
 
 def purge_expired(session: Session) -> int:

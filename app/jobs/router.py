@@ -1,3 +1,7 @@
+"""``/v1/fine_tuning/jobs``: thin edges over ``app.jobs.service``. The request session commits when a
+route returns (``app.deps.DbSession``); what must follow the commit — enqueueing, dropping this
+process's cached view — is registered with ``on_commit``."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,23 +10,28 @@ import json
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.deps import current_project
 from app.auth.service import authenticate, cached_project
 from app.config import get_settings
-from app.deps import get_session, get_session_factory
-from app.errors import ErrorCode, ServiceError
-from app.idempotency.service import body_hash, idempotent_response, remember
-from app.jobs import service
-from app.jobs.models import Job, Rollout
-from app.jobs.schemas import TERMINAL, JobCreate, checkpoint_object, event_object, job_object
-from app.jobs.views import job_views
+from app.db import on_commit
+from app.deps import DbSession, get_session_factory
+from app.errors import ErrorCode, ServiceError, error_responses
+from app.idempotency.service import body_hash, idempotent
+from app.jobs import rollouts, service
+from app.jobs.cache import job_cache
+from app.jobs.models import Job
+from app.jobs.responses import JobCheckpointList, JobEventList, JobList, JobObject, RolloutList
+from app.jobs.schemas import JobCreate, checkpoint_object, event_object, job_object
+from app.jobs.status import TERMINAL
+from app.params import EVENT_ID_PATTERN, IDEMPOTENCY_KEY, INT32_MAX, cursor_query, id_path, limit_query, name_query
 from app.queue import enqueue_job
 from app.storage import LocalStore, get_store
 
-router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=error_responses(404))
+_TAR = {200: {"content": {"application/x-tar": {}}, "description": "The adapter (a tar of PEFT files)"},
+        307: {"description": "Redirect to a presigned object-storage URL"}}
 
 
 def _poll_interval(job: Job) -> int:
@@ -32,125 +41,109 @@ def _poll_interval(job: Job) -> int:
 def _render(session: Session, job: Job, response: Response) -> dict:
     if job.status not in TERMINAL:
         response.headers["X-Poll-After-Ms"] = str(_poll_interval(job))
-    return job_object(job, queue_position=service.queue_position(session, job))
+    return job_object(job, queue_position=job_cache().queue_position(session, job))
 
 
-@router.post("")
-def create_job(
-    req: JobCreate,
-    request: Request,
-    response: Response,
-    project_id: str = Depends(current_project),
-    session: Session = Depends(get_session),
-):
+@router.post("", response_model=JobObject, responses=error_responses(404, 409))
+def create_job(req: JobCreate, response: Response, session: DbSession,
+               project_id: str = Depends(current_project), idempotency_key: str | None = IDEMPOTENCY_KEY):
     settings = get_settings()
-    idem_key = request.headers.get("idempotency-key")
-    request_hash = body_hash(req.model_dump())
-    if idem_key and (replay := idempotent_response(session, project_id, idem_key, request_hash)) is not None:
-        return replay
-    job = service.create_job(session, project_id=project_id, req=req, settings=settings)
-    body = _render(session, job, response)
-    try:
-        if idem_key:
-            remember(session, project_id, idem_key, request_hash, 200, body)
-        session.commit()  # the row exists before any worker can hear of it
-    except IntegrityError:
-        if not idem_key:
-            raise
-        session.rollback()
-        return idempotent_response(session, project_id, idem_key, request_hash)
-    enqueue_job(job.id, settings)
-    return body
+
+    def create() -> dict:
+        job = service.create_job(session, project_id=project_id, req=req, settings=settings)
+        on_commit(session, lambda: enqueue_job(job.id, settings))  # a worker must find the row it hears of
+        return _render(session, job, response)
+
+    return idempotent(session, project_id=project_id, key=idempotency_key,
+                      request_hash=body_hash(req.model_dump()), create=create)
 
 
-@router.get("")
-def list_jobs(
-    after: str | None = None,
-    limit: int = Query(default=20),
-    status: str | None = None,
-    project_id: str = Depends(current_project),
-    session: Session = Depends(get_session),
-):
+@router.get("", response_model=JobList)
+def list_jobs(session: DbSession, after: str | None = cursor_query("job"), limit: int = limit_query(20),
+              status: str | None = name_query("Only jobs with this status."),
+              project_id: str = Depends(current_project)):
     rows, has_more = service.list_jobs(session, project_id=project_id, after=after, limit=limit, status=status)
-    return {"object": "list", "data": [job_object(j, queue_position=job_views().queue_position(session, j)) for j in rows],
+    return {"object": "list", "data": [job_object(j, queue_position=job_cache().queue_position(session, j)) for j in rows],
             "has_more": has_more, "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
 
 
-@router.get("/{job_id}")
-async def retrieve_job(job_id: str, authorization: str | None = Header(default=None),
+@router.get("/{job_id}", response_model=JobObject)
+async def retrieve_job(job_id: str = id_path("job"), authorization: str | None = Header(default=None),
                        session_factory=Depends(get_session_factory)):
-    """The polling hot path: answered from the per-process view cache when it can (see views.py)."""
-    views = job_views()
+    """The polling hot path: answered from the per-process cache when it can (see cache.py)."""
+    cache = job_cache()
     project_id = cached_project(authorization)
-    view = views.get(job_id, project_id) if project_id else None
+    view = cache.get(job_id, project_id) if project_id else None
     if view is None:
         try:
             view = await run_in_threadpool(_load_view, session_factory, authorization, job_id)
         except BaseException:
-            views.reload_failed(job_id)
+            cache.reload_failed(job_id)
             raise
     return Response(view.body, media_type="application/json", headers=view.headers)
 
 
 def _load_view(session_factory, authorization: str | None, job_id: str):
-    generation = job_views().generation(job_id)
+    generation = job_cache().generation(job_id)
     with session_factory() as session:
         project_id = authenticate(session, authorization=authorization)
         job = service.get_job(session, project_id=project_id, job_id=job_id)
         headers: dict[str, str] = {}
         if job.status not in TERMINAL:
             headers["X-Poll-After-Ms"] = str(_poll_interval(job))
-        body = job_object(job, queue_position=job_views().queue_position(session, job))
-    return job_views().put(job_id, project_id, body, headers, generation)
+        body = job_object(job, queue_position=job_cache().queue_position(session, job))
+    return job_cache().put(job_id, project_id, body, headers, generation)
 
 
-def _committed(session: Session, job: Job, response: Response) -> dict:
-    """For writes: commit, *then* drop this process's cached view — dropping it before the commit would
-    let a concurrent poll re-cache the old state."""
-    body = _render(session, job, response)
-    session.commit()
-    job_views().invalidate(job.id)
-    return body
+def _written(session: Session, job: Job, response: Response) -> dict:
+    """For writes: drop this process's cached view once the write commits — dropping it before the
+    commit would let a concurrent poll re-cache the old state."""
+    job_id = job.id
+    on_commit(session, lambda: job_cache().invalidate(job_id))
+    return _render(session, job, response)
 
 
-@router.post("/{job_id}/cancel")
-def cancel_job(job_id: str, response: Response, project_id: str = Depends(current_project),
-               session: Session = Depends(get_session)):
-    return _committed(session, service.cancel_job(session, project_id=project_id, job_id=job_id), response)
+@router.post("/{job_id}/cancel", response_model=JobObject, responses=error_responses(404, 409))
+def cancel_job(response: Response, session: DbSession, job_id: str = id_path("job"),
+               project_id: str = Depends(current_project)):
+    return _written(session, service.cancel_job(session, project_id=project_id, job_id=job_id), response)
 
 
-@router.post("/{job_id}/pause")
-def pause_job(job_id: str, response: Response, project_id: str = Depends(current_project),
-              session: Session = Depends(get_session)):
-    return _committed(session, service.pause_job(session, project_id=project_id, job_id=job_id), response)
+@router.post("/{job_id}/pause", response_model=JobObject, responses=error_responses(404, 409))
+def pause_job(response: Response, session: DbSession, job_id: str = id_path("job"),
+              project_id: str = Depends(current_project)):
+    return _written(session, service.pause_job(session, project_id=project_id, job_id=job_id), response)
 
 
-@router.post("/{job_id}/resume")
-def resume_job(job_id: str, response: Response, project_id: str = Depends(current_project),
-               session: Session = Depends(get_session)):
+@router.post("/{job_id}/resume", response_model=JobObject, responses=error_responses(404, 409))
+def resume_job(response: Response, session: DbSession, job_id: str = id_path("job"),
+               project_id: str = Depends(current_project)):
     job = service.resume_job(session, project_id=project_id, job_id=job_id)
-    body = _committed(session, job, response)
-    enqueue_job(job.id, get_settings())
-    return body
+    settings = get_settings()
+    on_commit(session, lambda: enqueue_job(job.id, settings))
+    return _written(session, job, response)
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", response_model=JobEventList,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "The event list, or with stream=true a server-sent event stream"}})
 def list_events(
-    job_id: str,
     request: Request,
-    after: str | None = None,
-    limit: int = Query(default=20),
-    type: str | None = None,
+    session: DbSession,
+    job_id: str = id_path("job"),
+    after: str | None = cursor_query("event", EVENT_ID_PATTERN),
+    limit: int = limit_query(20),
+    type: str | None = name_query("Only events of this type (message | metrics)."),
     stream: bool = False,
+    last_event_id: str | None = Header(default=None, pattern=r"^(ftevent-)?[0-9]{1,18}$",
+                                       description="Where a reconnecting EventSource continues"),
     project_id: str = Depends(current_project),
-    session: Session = Depends(get_session),
     session_factory=Depends(get_session_factory),
 ):
     job = service.get_job(session, project_id=project_id, job_id=job_id)
     if stream:
         # a reconnecting EventSource sends the last id it saw: continue after it, don't replay
-        last = request.headers.get("last-event-id", "")
-        start = int(last.removeprefix("ftevent-")) if last.removeprefix("ftevent-").isdigit() else 0
+        start = int(last_event_id.removeprefix("ftevent-")) if last_event_id else 0
         return StreamingResponse(_sse(session_factory, project_id, job.id, start), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     rows, has_more = service.list_events(session, job=job, after=after, limit=limit, type=type)
@@ -181,9 +174,9 @@ async def _sse(session_factory, project_id: str, job_id: str, seq: int = 0):
         await asyncio.sleep(0.5 if events else 1.0)
 
 
-@router.get("/{job_id}/checkpoints")
-def list_checkpoints(job_id: str, after: str | None = None, limit: int = Query(default=10),
-                     project_id: str = Depends(current_project), session: Session = Depends(get_session)):
+@router.get("/{job_id}/checkpoints", response_model=JobCheckpointList)
+def list_checkpoints(session: DbSession, job_id: str = id_path("job"), after: str | None = cursor_query("checkpoint"),
+                     limit: int = limit_query(10), project_id: str = Depends(current_project)):
     job = service.get_job(session, project_id=project_id, job_id=job_id)
     rows, has_more = service.list_checkpoints(session, job=job, after=after, limit=limit)
     return {"object": "list", "data": [checkpoint_object(c, job) for c in rows], "has_more": has_more,
@@ -193,7 +186,7 @@ def list_checkpoints(job_id: str, after: str | None = None, limit: int = Query(d
 def _download(key: str, filename: str):
     store = get_store()
     if isinstance(store, LocalStore):
-        path = store.local_path(key)
+        path = store._path(key)
         if not path.exists():
             raise ServiceError(ErrorCode.NOT_FOUND, "The adapter is missing from storage.")
         return FileResponse(path, media_type="application/x-tar", filename=filename)
@@ -201,9 +194,8 @@ def _download(key: str, filename: str):
     return RedirectResponse(url, status_code=307)
 
 
-@router.get("/{job_id}/adapter")
-def download_adapter(job_id: str, project_id: str = Depends(current_project),
-                     session: Session = Depends(get_session)):
+@router.get("/{job_id}/adapter", response_class=Response, responses={**_TAR, **error_responses(404, 409)})
+def download_adapter(session: DbSession, job_id: str = id_path("job"), project_id: str = Depends(current_project)):
     job = service.get_job(session, project_id=project_id, job_id=job_id)
     if not job.adapter_key:
         raise ServiceError(ErrorCode.INVALID_STATE,
@@ -212,24 +204,20 @@ def download_adapter(job_id: str, project_id: str = Depends(current_project),
     return _download(job.adapter_key, f"{job.id}-adapter.tar")
 
 
-@router.get("/{job_id}/checkpoints/{checkpoint_id}/adapter")
-def download_checkpoint_adapter(job_id: str, checkpoint_id: str, project_id: str = Depends(current_project),
-                                session: Session = Depends(get_session)):
+@router.get("/{job_id}/checkpoints/{checkpoint_id}/adapter", response_class=Response, responses=_TAR)
+def download_checkpoint_adapter(session: DbSession, job_id: str = id_path("job"),
+                                checkpoint_id: str = id_path("checkpoint"),
+                                project_id: str = Depends(current_project)):
     job = service.get_job(session, project_id=project_id, job_id=job_id)
     ck = service.get_checkpoint(session, job=job, checkpoint_id=checkpoint_id)
     return _download(ck.storage_key, f"{job.id}-step-{ck.step}-adapter.tar")
 
 
-@router.get("/{job_id}/rollouts")
-def list_rollouts(job_id: str, step: int | None = None, limit: int = Query(default=20, ge=1, le=200),
-                  project_id: str = Depends(current_project), session: Session = Depends(get_session)):
+@router.get("/{job_id}/rollouts", response_model=RolloutList)
+def list_rollouts(session: DbSession, job_id: str = id_path("job"),
+                  step: int | None = Query(default=None, ge=0, le=INT32_MAX, description="Only this step's rollouts."),
+                  limit: int = limit_query(20, maximum=200), project_id: str = Depends(current_project)):
     """vrft: sampled rollouts (prompt, image thumbnail, completions, rewards, advantages) per step."""
-    import sqlalchemy as sa
-
     job = service.get_job(session, project_id=project_id, job_id=job_id)
-    query = sa.select(Rollout).where(Rollout.job_id == job.id)
-    if step is not None:
-        query = query.where(Rollout.step == step)
-    rows = session.scalars(query.order_by(Rollout.seq.desc()).limit(limit))
-    return {"object": "list", "data": [{"object": "fine_tuning.job.rollout", "step": r.step, **r.data} for r in rows],
+    return {"object": "list", "data": rollouts.list_rollouts(session, job=job, step=step, limit=limit),
             "has_more": False}

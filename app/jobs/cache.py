@@ -1,4 +1,4 @@
-"""The job-status hot path: dashboards and `wait()` loops poll ``GET /v1/fine_tuning/jobs/{id}``.
+"""A per-process cache for the job-status hot path: dashboards and `wait()` loops poll ``GET /v1/fine_tuning/jobs/{id}``.
 
 Each rendered job is kept per process for a fraction of the poll interval the server itself asks
 clients to use (``X-Poll-After-Ms``), so a hundred clients watching one job cost one query per
@@ -30,7 +30,7 @@ class View:
     expires: float
 
 
-class JobViews:
+class JobCache:
     def __init__(self, ttl_s: float):
         self.ttl_s = ttl_s
         self._views: dict[str, View] = {}
@@ -79,6 +79,8 @@ class JobViews:
             self._positions = (0.0, {})
 
     def queue_position(self, session: Session, job: Job) -> int | None:
+        """The job's 1-based place among all queued jobs of every project (they share the GPUs); the
+        one place a queue position is computed."""
         if job.status != "queued":
             return None
         stamp, positions = self._positions
@@ -89,13 +91,13 @@ class JobViews:
         return positions.get(job.id)
 
 
-_views: JobViews | None = None
+_cache: JobCache | None = None
 
 
-def job_views() -> JobViews:
-    global _views
-    if _views is None:
+def job_cache() -> JobCache:
+    global _cache
+    if _cache is None:
         from app.config import get_settings
 
-        _views = JobViews(ttl_s=min(1.0, get_settings().poll_interval_ms / 4000))
-    return _views
+        _cache = JobCache(ttl_s=min(1.0, get_settings().poll_interval_ms / 4000))
+    return _cache
