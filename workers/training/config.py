@@ -17,6 +17,8 @@ from workers.training.algo import LOSS_TYPES, SCALES
 from workers.training.lora import DEFAULT_TARGETS
 from workers.training.processor import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
 
+ROLLOUT_ENGINES = ("static", "generate")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -68,6 +70,9 @@ class TrainConfig:
 
     # --- speed knobs -------------------------------------------------------------------------
     logit_chunk_tokens: int = 1024  # completion tokens projected to the vocabulary at a time
+    rollout_engine: str = "static"  # "static" (engine.py: prefill once, static cache) or "generate" (HF, fallback)
+    cuda_graphs: bool = True  # static engine on CUDA: replay the token step as a captured graph
+    share_prompt: bool = True  # log-prob passes: each prompt once per group (packing.py); False: per completion
 
     # --- checkpoints, evaluation, logging ----------------------------------------------------
     checkpoint_interval: int = 0  # write step-<n>/ every n steps (0: only on pause); final adapter always
@@ -88,6 +93,7 @@ class TrainConfig:
             (self.scale_rewards in SCALES, f"scale_rewards must be one of {SCALES}"),
             (self.num_iterations >= 1, "num_iterations must be >= 1"),
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be 'constant' or 'cosine'"),
+            (self.rollout_engine in ROLLOUT_ENGINES, f"rollout_engine must be one of {ROLLOUT_ENGINES}"),
             (self.temperature > 0, "temperature must be > 0"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (self.max_completion_tokens >= 1, "max_completion_tokens must be >= 1"),

@@ -33,7 +33,8 @@ import torch
 
 from workers.training.algo import completion_mask
 from workers.training.packing import group_mask, prompt_positions
-from workers.training.rollout import ImageInputs, PromptBatch, Rollouts, backbone_and_head, decode_completions
+from workers.training.rollout import (ImageInputs, PromptBatch, Rollouts, backbone_and_head, decode_completions,
+                                     generate_rollouts)
 
 
 class StaticKV:
@@ -243,6 +244,17 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     texts = decode_completions(tokenizer, completion_ids, cmask, eos_token_ids)
     return Rollouts(batch.input_ids[index], batch.attention_mask[index], batch.mm_token_type_ids[index],
                     batch.image_grid_thw[index], index, completion_ids, cmask, texts)
+
+
+def sample_with(engine_name: str, model, batch: PromptBatch, images: ImageInputs, *, cuda_graphs: bool = True,
+                **options) -> Rollouts:
+    """Sample with the named engine: "static" (this module) or "generate" (HF `generate`, the fallback for
+    a model family this engine has not been checked on). `options` as for `sample`."""
+    if engine_name == "generate":
+        return generate_rollouts(model, batch, images, **options)
+    if engine_name != "static":
+        raise ValueError(f"unknown rollout engine {engine_name!r}; expected 'static' or 'generate'")
+    return sample(model, batch, images, cuda_graphs=cuda_graphs, **options)
 
 
 def _make_step(trunk, head, cache: StaticKV, live: _Live, use_graphs: bool) -> _Step:

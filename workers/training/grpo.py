@@ -18,6 +18,9 @@ Where we depart from the paper, and why:
 - Log-probs (policy, old, reference) are taken at the sampling temperature, as the samples were;
   the paper samples at 1.0, where both agree.
 - Each image goes through the vision tower once per step (LoRA leaves it untouched), see rollout.py.
+- Each prompt is computed once per group, not once per completion: the rollout engine prefills it once
+  and fans its cache out to the G rows (engine.py), and the policy / old / reference passes pack a
+  group into one row with a prefix mask (packing.py). Same numbers as the per-completion recompute.
 - `prompts_per_step` prompts make one optimizer step whatever `grad_accum` is: accumulation only
   splits the loss passes, and the loss is normalised by whole-batch counts, so the update is the
   same as without accumulation.
@@ -40,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.training import algo
+from workers.training import algo, engine
 from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
 from workers.training.config import TrainConfig
 from workers.training.data import PromptOrder, check_examples
@@ -49,7 +52,7 @@ from workers.training.logprobs import completion_logprobs
 from workers.training.lora import attach_lora, load_lora
 from workers.training.model import LoadedModel, load_model
 from workers.training.rewards import make_reward_fn, score_completions
-from workers.training.rollout import generate_rollouts, image_features, prepare_prompts, subset
+from workers.training.rollout import image_features, prepare_prompts, subset
 
 
 @dataclass
@@ -120,13 +123,13 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
     cfg, model, G = run.config, run.model, run.config.group_size
     t0 = time.perf_counter()
 
-    # 1. Sample G completions per prompt, in one batched generate (no dropout while sampling).
+    # 1. Sample G completions per prompt: each prompt prefilled once (no dropout while sampling).
     model.eval()
     batch = prepare_prompts(run.loaded.processor, list(examples), run.device)
     images = image_features(model, batch)  # vision tower once per prompt
-    rollouts = generate_rollouts(
-        model, batch, images, tokenizer=run.loaded.processor.tokenizer, group_size=G,
-        max_new_tokens=cfg.max_completion_tokens, eos_token_ids=run.loaded.eos_token_ids,
+    rollouts = engine.sample_with(
+        cfg.rollout_engine, model, batch, images, cuda_graphs=cfg.cuda_graphs, tokenizer=run.loaded.processor.tokenizer,
+        group_size=G, max_new_tokens=cfg.max_completion_tokens, eos_token_ids=run.loaded.eos_token_ids,
         pad_token_id=run.loaded.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
         suppressed_token_ids=run.loaded.suppressed_token_ids)
     t_generated = time.perf_counter()
@@ -146,7 +149,7 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
     # 4. Reference (adapter off) and old-policy log-probs, once per rollout batch.
     def logprobs(m):  # (n, T) log-probs of micro-batch m's completions under the model as it is now
         return completion_logprobs(model, m, images, temperature=cfg.temperature, chunk_tokens=cfg.logit_chunk_tokens,
-                                   suppressed_token_ids=run.loaded.suppressed_token_ids)
+                                   suppressed_token_ids=run.loaded.suppressed_token_ids, share_prompt=cfg.share_prompt)
 
     with torch.no_grad():
         ref_logps = old_logps = None
