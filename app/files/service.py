@@ -15,6 +15,7 @@ from app.db import session_scope
 from app.errors import ErrorCode, ServiceError
 from app.files.models import File
 from app.ids import new_id
+from app.files.scratch import process_scratch_dir, sweep_stale
 from app.pagination import page
 from app.storage import ObjectStore
 
@@ -86,6 +87,9 @@ def create_file(
 
     Small files are validated before anything is stored: an invalid one raises 422 and leaves no
     object and no row. Large files are stored as ``uploaded`` and validated after the response.
+
+    The row is flushed before the object is written, so a row the database refuses never leaves an
+    object behind; the caller deletes the object if the commit itself fails.
     """
     from app.datasets import validate_dataset
 
@@ -107,10 +111,24 @@ def create_file(
         file.report = report
         file.status = "processed"
         file.status_details = None
-    store.put_file(file.storage_key, tmp_path)
     session.add(file)
     session.flush()
+    try:
+        store.put_file(file.storage_key, tmp_path)
+    except BaseException:
+        # A put that timed out waiting for S3's answer may still have landed; the row will not.
+        forget_object(store, file.storage_key)
+        raise
     return file, not inline
+
+
+def forget_object(store: ObjectStore, key: str) -> None:
+    """Delete an object whose row did not commit, best effort: if storage is down too, the failure
+    the caller is already raising is the one to report."""
+    try:
+        store.delete(key)
+    except Exception:
+        log.warning("files.orphan_delete_failed", extra={"storage_key": key}, exc_info=True)
 
 
 def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings: Settings) -> threading.Thread:
@@ -138,21 +156,28 @@ def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings
     return thread
 
 
-def resume_pending_validations(settings: Settings, store: ObjectStore, *, older_than_s: float = 60.0) -> list[str]:
-    """Files left 'uploaded' by a server that stopped mid-validation: fetch each from storage and
-    validate it again, so no upload stays 'uploaded' forever. Called at API start-up."""
+def resume_pending_validations(settings: Settings, store: ObjectStore, *, before: float | None = None) -> list[str]:
+    """Recover what a server that stopped (or was killed) left behind. Called at API start-up.
+
+    Temp files of dead processes are removed, and every file still 'uploaded' — its validation was
+    cut short, or never started because the process died between commit and hand-off — is fetched
+    from storage and validated again. "Every" means created before this call (``before``, default
+    now), with no grace period: another live API process validating the same file meanwhile only
+    writes the same result twice, while waiting would leave a file stuck until the next restart.
+    """
     import tempfile
 
     from app.db import now
 
+    tmp_root = settings.data_dir / "tmp"
+    sweep_stale(tmp_root)
+    cutoff = now() if before is None else before
     with session_scope() as session:
         pending = session.execute(sa.select(File.id, File.filename, File.storage_key).where(
-            File.status == "uploaded", File.created_at < now() - older_than_s)).all()
+            File.status == "uploaded", File.created_at < cutoff)).all()
     resumed = []
     for file_id, filename, key in pending:
-        tmp_dir = settings.data_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="revalidate-")
+        fd, name = tempfile.mkstemp(dir=process_scratch_dir(tmp_root), prefix="revalidate-")
         os.close(fd)
         try:
             store.get_file(key, Path(name))

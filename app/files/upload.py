@@ -3,6 +3,10 @@
 Starlette's form parser spools files to an anonymous temp file we would have to copy again; parsing
 the stream ourselves writes each byte once, stops at the size limit the moment it is crossed (413,
 nothing stored), and yields the SHA-256 for free.
+
+A body must end with its closing boundary. One that stops short — the client was cut off, or its
+Content-Length lied — is a 400 and its temp file is deleted: storing it would validate the part
+that arrived as if it were the whole file, and the user would train on fewer rows without knowing.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from app.errors import ErrorCode, ServiceError
+from app.files.names import display_name
 
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -45,7 +51,8 @@ async def receive_multipart(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     out = ReceivedUpload()
     digest = hashlib.sha256()
-    state: dict = {"headers": {}, "name": None, "is_file": False, "buf": bytearray(), "fh": None, "hdr": b""}
+    state: dict = {"headers": {}, "name": None, "is_file": False, "buf": bytearray(), "fh": None, "hdr": b"",
+                   "ended": False}
     errors: list[ServiceError] = []
 
     def on_part_begin():
@@ -65,7 +72,7 @@ async def receive_multipart(
                 errors.append(ServiceError(ErrorCode.BAD_REQUEST, "Send exactly one 'file' part.", "file"))
                 return
             state["is_file"] = True
-            out.filename = os.path.basename(disp[b"filename"].decode("utf-8", "replace")) or "upload"
+            out.filename = display_name(disp[b"filename"].decode("utf-8", "replace"))
             fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
             out.path = Path(name)
             state["fh"] = os.fdopen(fd, "wb", buffering=1024 * 1024)
@@ -90,6 +97,9 @@ async def receive_multipart(
         elif state["name"]:
             out.fields[state["name"]] = state["buf"].decode("utf-8", "replace")
 
+    def on_end():
+        state["ended"] = True
+
     parser = MultipartParser(
         boundary,
         {
@@ -99,6 +109,7 @@ async def receive_multipart(
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     try:
@@ -109,19 +120,38 @@ async def receive_multipart(
         parser.finalize()
         if errors:
             raise errors[0]
+        if not state["ended"]:
+            raise _truncated("the body ended before the closing boundary")
     except ServiceError:
-        _close(state)
-        out.discard()
+        _abandon(state, out)
         raise
+    except ClientDisconnect as exc:
+        _abandon(state, out)
+        raise _truncated("the client closed the connection mid-body") from exc
     except Exception as exc:  # a malformed body is the client's mistake, not a 500
-        _close(state)
-        out.discard()
+        _abandon(state, out)
         raise ServiceError(ErrorCode.BAD_REQUEST, f"Malformed multipart body: {exc}") from exc
+    except BaseException:  # cancelled (server shutting down): still leave no temp file
+        _abandon(state, out)
+        raise
     _close(state)
     if out.path is None:
         raise ServiceError(ErrorCode.BAD_REQUEST, "Missing the 'file' part of the upload.", "file")
     out.sha256 = digest.hexdigest()
     return out
+
+
+def _abandon(state: dict, out: ReceivedUpload) -> None:
+    _close(state)
+    out.discard()
+
+
+def _truncated(why: str) -> ServiceError:
+    return ServiceError(
+        ErrorCode.BAD_REQUEST,
+        f"The upload is incomplete: {why}. Nothing was stored; send the whole file again.",
+        "file",
+    )
 
 
 def _close(state: dict) -> None:
