@@ -27,7 +27,7 @@ from app.jobs.schemas import JobCreate, checkpoint_object, event_object, job_obj
 from app.jobs.status import TERMINAL
 from app.params import EVENT_ID_PATTERN, IDEMPOTENCY_KEY, INT32_MAX, cursor_query, id_path, limit_query, name_query
 from app.queue import enqueue_job
-from app.storage import LocalStore, get_store
+from app.storage import get_store
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"], responses=error_responses(404))
 _TAR = {200: {"content": {"application/x-tar": {}}, "description": "The adapter (a tar of PEFT files)"},
@@ -185,8 +185,8 @@ def list_checkpoints(session: DbSession, job_id: str = id_path("job"), after: st
 
 def _download(key: str, filename: str):
     store = get_store()
-    if isinstance(store, LocalStore):
-        path = store._path(key)
+    path = store.local_path(key)
+    if path is not None:  # a local folder: serve the file; S3: hand out a presigned URL
         if not path.exists():
             raise ServiceError(ErrorCode.NOT_FOUND, "The adapter is missing from storage.")
         return FileResponse(path, media_type="application/x-tar", filename=filename)
