@@ -1,25 +1,39 @@
-"""Base models a job may name: the operator's (``VRFT_BASE_MODELS``) plus the built-in tiny ones.
+"""Base models a job may name: the operator's (``VRFT_BASE_MODELS``) plus the built-in tiny ones,
+and the one table of model families.
 
 The tiny models are random-initialised Qwen-VL architectures the worker builds from configs, so the
 whole path — upload, train, download an adapter — runs on a CPU with no downloads.
+
+``FAMILIES`` holds what both sides must agree on, with no torch: the trainer's own family table
+(``workers.training.model.FAMILIES``) and its tiny-model names are built from it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.config import Settings
+if TYPE_CHECKING:  # annotations only: the trainer imports FAMILIES without the API's settings
+    from app.config import Settings
 
-# config.json model_type -> family; the box convention of each family's answers
-MODEL_TYPES = {"qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl"}
-ANSWER_COORDS = {"qwen2-vl": "norm1000", "qwen2.5-vl": "pixels_resized", "qwen3-vl": "norm1000"}
 
-BUILTIN_TINY_MODELS = {
-    "vrft/tiny-qwen2-vl": "qwen2-vl",
-    "vrft/tiny-qwen2.5-vl": "qwen2.5-vl",
-    "vrft/tiny-qwen3-vl": "qwen3-vl",
+@dataclass(frozen=True)
+class Family:
+    model_types: tuple[str, ...]  # config.json ``model_type`` values of this family
+    answer_coords: str  # how its answers write boxes (VISUAL_RFT.md "Coordinates"); box graders default to it
+    tiny_model: str  # the built-in random model of this family
+    hub_markers: tuple[str, ...]  # how hub ids name it (lower-cased): Qwen/Qwen2.5-VL-7B-Instruct
+
+
+FAMILIES: dict[str, Family] = {
+    "qwen2-vl": Family(("qwen2_vl",), "norm1000", "vrft/tiny-qwen2-vl", ("qwen2-vl",)),
+    "qwen2.5-vl": Family(("qwen2_5_vl",), "pixels_resized", "vrft/tiny-qwen2.5-vl", ("qwen2.5-vl", "qwen2_5_vl")),
+    "qwen3-vl": Family(("qwen3_vl", "qwen3_vl_moe"), "norm1000", "vrft/tiny-qwen3-vl", ("qwen3-vl",)),
 }
+MODEL_TYPES = {t: name for name, fam in FAMILIES.items() for t in fam.model_types}  # model_type -> family
+BUILTIN_TINY_MODELS = {fam.tiny_model: name for name, fam in FAMILIES.items()}  # tiny name -> family
 
 
 def base_models(settings: Settings) -> dict[str, str]:
@@ -45,8 +59,14 @@ def family(settings: Settings, name: str) -> str | None:
         except (OSError, ValueError):
             return None
     lowered = name.lower()  # hub ids name their family: Qwen/Qwen2.5-VL-7B-Instruct
-    for marker, fam in (("qwen2.5-vl", "qwen2.5-vl"), ("qwen2_5_vl", "qwen2.5-vl"), ("qwen3-vl", "qwen3-vl"),
-                        ("qwen2-vl", "qwen2-vl")):
-        if marker in lowered:
-            return fam
+    for fam_name, fam in FAMILIES.items():
+        if any(marker in lowered for marker in fam.hub_markers):
+            return fam_name
     return None
+
+
+def answer_coords(settings: Settings, name: str) -> str | None:
+    """The box convention of the model's answers, when its family can be told (else None)."""
+    fam = family(settings, name)
+    return FAMILIES[fam].answer_coords if fam is not None else None
+

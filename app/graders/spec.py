@@ -40,6 +40,12 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=128)
 
+    @classmethod
+    def reads_model_boxes(cls, raw: dict) -> bool:
+        """Whether this grader reads boxes or points the model wrote — then an omitted ``coords``
+        means the model family's convention (``validate_grader(..., model_coords=)``)."""
+        return False
+
 
 class StringCheck(_Spec):
     type: Literal["string_check"]
@@ -102,6 +108,10 @@ class _Vision(_Spec):
     reference_coords: Coords = "norm1000"
     extract_answer: bool = True
 
+    @classmethod
+    def reads_model_boxes(cls, raw: dict) -> bool:
+        return True
+
 
 class BoxIoU(_Vision):
     type: Literal["box_iou"]
@@ -153,6 +163,11 @@ class VisualRFT(_Spec):
     reference_coords: Coords = "norm1000"
     iou_threshold: float = Field(default=0.5, ge=0.0, lt=1.0)
     grounding_metric: Literal["giou", "iou"] = "giou"
+
+    @classmethod
+    def reads_model_boxes(cls, raw: dict) -> bool:
+        task = raw.get("task")
+        return isinstance(task, str) and "coords" in _PRESET_FIELDS.get(task, ())
 
 
 MODELS: dict[str, type[_Spec]] = {
@@ -289,7 +304,7 @@ def check_nesting(spec: Any) -> None:
             stack.extend(reversed([(v, f"{path}.{i}", None, json_depth + 1) for i, v in enumerate(value)]))
 
 
-def _validate_node(raw: Any, path: str, allow_python: bool) -> dict:
+def _validate_node(raw: Any, path: str, allow_python: bool, model_coords: str | None) -> dict:
     if not isinstance(raw, dict):
         raise _invalid(path, "a grader must be a JSON object")
     kind = raw.get("type")
@@ -304,8 +319,11 @@ def _validate_node(raw: Any, path: str, allow_python: bool) -> dict:
             "VRFT_PYTHON_GRADER_ENABLED=true",
             param=f"{path}.type",
         )
+    spec_class = MODELS[kind]
+    if model_coords is not None and "coords" not in raw and spec_class.reads_model_boxes(raw):
+        raw = {**raw, "coords": model_coords}
     try:
-        model = MODELS[kind].model_validate(raw)
+        model = spec_class.model_validate(raw)
     except ValidationError as exc:
         raise _pydantic_error(exc, path) from None
     _check_templates(model, path)
@@ -321,7 +339,7 @@ def _validate_node(raw: Any, path: str, allow_python: bool) -> dict:
                 raise _invalid(child_path, f"sub-grader key '{key}' must be an identifier (a-z, 0-9, _)")
             if isinstance(child, dict) and "name" not in child:
                 child = {**child, "name": key}  # OpenAI requires it; the key is the obvious default
-            children[key] = _validate_node(child, child_path, allow_python)
+            children[key] = _validate_node(child, child_path, allow_python, model_coords)
         try:
             compile_formula(model.calculate_output, set(children))
         except FormulaError as exc:
@@ -340,11 +358,15 @@ def _validate_node(raw: Any, path: str, allow_python: bool) -> dict:
     return out
 
 
-def validate_grader(spec: dict, *, allow_python: bool = False) -> dict:
+def validate_grader(spec: dict, *, allow_python: bool = False, model_coords: str | None = None) -> dict:
     """The normalised grader (defaults filled; presets validated, not expanded).
+
+    ``model_coords`` is the convention the job's model answers boxes in (``app.catalog``): box
+    graders that leave ``coords`` out get it instead of ``norm1000`` — Qwen2.5-VL answers in resized
+    pixels, the trap of VISUAL_RFT.md "Coordinates". An explicit ``coords`` always wins.
 
     Raises ``ServiceError(INVALID_GRADER, message, param="grader.<path>")``, or
     ``PYTHON_GRADER_DISABLED`` for a python grader while the operator has not enabled them.
     """
     check_nesting(spec)
-    return _validate_node(spec, "grader", allow_python)
+    return _validate_node(spec, "grader", allow_python, model_coords)

@@ -63,32 +63,12 @@ def _parse_hyperparameters(raw: dict | None) -> hparams.Hyperparameters:
         raise ServiceError(ErrorCode.INVALID_HYPERPARAMETER, str(exc), HP_PARAM) from exc
 
 
-BOX_GRADERS = ("box_iou", "box_confidence", "grounding_iou", "point_in_box")
-
-
-def with_model_coords(grader, coords: str):
-    """Fill ``coords`` (the convention of the model's answers) where the user left it out: Qwen2.5-VL
-    answers in resized-image pixels, the others in 0–1000 — the trap of VISUAL_RFT.md "Coordinates"."""
-    if isinstance(grader, list):
-        return [with_model_coords(g, coords) for g in grader]
-    if not isinstance(grader, dict):
-        return grader
-    out = {k: with_model_coords(v, coords) if k == "graders" else v for k, v in grader.items()}
-    if isinstance(out.get("graders"), dict):
-        out["graders"] = {k: with_model_coords(v, coords) for k, v in grader["graders"].items()}
-    boxes = out.get("type") in BOX_GRADERS or (out.get("type") == "visual_rft" and out.get("task") != "classification")
-    if boxes and "coords" not in out:
-        out["coords"] = coords
-    return out
-
-
 def _check_grader(grader: dict, settings: Settings, files: list[File], model: str) -> dict:
     from app.graders import template_fields, validate_grader
 
-    fam = catalog.family(settings, model)
-    if fam is not None:
-        grader = with_model_coords(grader, catalog.ANSWER_COORDS[fam])
-    normalised = validate_grader(grader, allow_python=settings.python_grader_enabled)
+    # box graders that leave `coords` out take the model family's (Qwen2.5-VL: resized pixels)
+    normalised = validate_grader(grader, allow_python=settings.python_grader_enabled,
+                                 model_coords=catalog.answer_coords(settings, model))
     for file in files:
         available = set((file.report or {}).get("reference_fields") or [])
         missing = sorted(set(template_fields(normalised)) - available)
