@@ -1,7 +1,7 @@
 """vrft's trainer: Visual-RFT (GRPO with verifiable rewards) on a LoRA adapter of a Qwen VL model.
 
-A library: it imports neither the API (`app/`, except the pure graders in `app.graders`) nor
-Celery, and runs in a notebook or as `python -m workers.training CONFIG`.
+A library: it imports neither the API (`app/`, except the pure graders in `app.graders` and the
+model-family table in `app.catalog`) nor Celery, and runs in a notebook or as `python -m workers.training CONFIG`.
 
     from workers.training import TrainConfig, train, Hooks
     result = train(TrainConfig(model="vrft/tiny-qwen2-vl", max_steps=10), train_data, grader=reward_fn)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from app import catalog
 from workers.training.processor import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, VrftProcessor, load_processor
 from workers.training.tiny import TINY_NAMES, resolve_model
 
@@ -28,13 +29,14 @@ class Family:
     image_placeholder: str  # what the chat template puts where the image goes
 
 
+# What only the trainer needs: (eos_tokens, pad_token, image_placeholder) per family.
+_QWEN_TOKENS = (("<|im_end|>", "<|endoftext|>"), "<|endoftext|>", "<|vision_start|><|image_pad|><|vision_end|>")
+_TOKENS = {"qwen2-vl": _QWEN_TOKENS, "qwen2.5-vl": _QWEN_TOKENS, "qwen3-vl": _QWEN_TOKENS}
+
+# Names, model types and answer coords come from the API's table (app.catalog, no torch), so the
+# API and the trainer cannot disagree on them; a family missing from _TOKENS fails at import.
 FAMILIES: dict[str, Family] = {
-    "qwen2-vl": Family(("qwen2_vl",), "norm1000", ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>",
-                       "<|vision_start|><|image_pad|><|vision_end|>"),
-    "qwen2.5-vl": Family(("qwen2_5_vl",), "pixels_resized", ("<|im_end|>", "<|endoftext|>"), "<|endoftext|>",
-                         "<|vision_start|><|image_pad|><|vision_end|>"),
-    "qwen3-vl": Family(("qwen3_vl", "qwen3_vl_moe"), "norm1000", ("<|im_end|>", "<|endoftext|>"),
-                       "<|endoftext|>", "<|vision_start|><|image_pad|><|vision_end|>"),
+    name: Family(fam.model_types, fam.answer_coords, *_TOKENS[name]) for name, fam in catalog.FAMILIES.items()
 }
 
 

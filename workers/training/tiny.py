@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
-TINY_NAMES = {
-    "vrft/tiny-qwen2-vl": "qwen2-vl",
-    "vrft/tiny-qwen2.5-vl": "qwen2.5-vl",
-    "vrft/tiny-qwen3-vl": "qwen3-vl",
-}
+from app import catalog
+
+TINY_NAMES = catalog.BUILTIN_TINY_MODELS  # tiny name -> family: the API's table (app.catalog)
 
 # Qwen's special tokens, in Qwen's order (their ids differ from Qwen's: ours follow the 256 bytes).
 SPECIAL_TOKENS = [
