@@ -70,8 +70,9 @@ def _serve(args, settings) -> int:
 
         worker = start_embedded_worker(settings)
     try:
+        # log_config=None: uvicorn's own records reach the root handler configure_logging installs
         uvicorn.run("app.asgi:app", host=host, port=port, workers=args.workers, log_level="warning",
-                    access_log=False)
+                    access_log=False, log_config=None)
     finally:
         if worker is not None:
             worker.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     port: int = 8000
     poll_interval_ms: int = 2000
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, description="json lines or readable console lines; default console when embedded or in dev mode.")
 
     # -- worker ------------------------------------------------------------------------------
     heartbeat_interval_s: float = 10.0

@@ -10,7 +10,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import model_listing
@@ -20,7 +22,8 @@ from app.db import get_engine
 from app.deps import DbSession
 from app.errors import ErrorCode, ServiceError, error_responses
 from app.model_listing import ModelList
-from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
+from app.logging_setup import configure_logging
+from app.observability import ObservabilityMiddleware, metrics_payload
 
 log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
@@ -62,11 +65,9 @@ def _is_database_outage(exc: Exception) -> bool:
 def _is_storage_outage(exc: Exception) -> bool:
     """boto3 could not reach S3 (refused, timed out, cut). ``S3Store`` already turns most of these into
     ``storage_unavailable``; this catches any call that reaches boto3 another way."""
-    try:
-        from botocore.exceptions import ConnectionError as BotoConnectionError
-        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-    except ImportError:  # pragma: no cover - boto3 is a dependency; the local store needs none of it
-        return False
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
     return isinstance(exc, BotoConnectionError | ConnectTimeoutError | ReadTimeoutError)
 
 
@@ -95,18 +96,29 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ServiceError(code, str(exc.detail)).body()
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception):
-        if _is_database_outage(exc):
-            log.warning("request.database_unavailable", exc_info=True)
-            return _error_response(ServiceError(ErrorCode.DEPENDENCY_UNAVAILABLE,
-                                                "The database is unavailable; retry shortly."))
-        if _is_storage_outage(exc):
-            log.warning("request.storage_unavailable", exc_info=True)
-            return _error_response(ServiceError(ErrorCode.STORAGE_UNAVAILABLE,
-                                                "Object storage is unavailable; retry shortly."))
-        log.exception("request.unhandled_error")
-        return _error_response(ServiceError(ErrorCode.INTERNAL, "Internal server error; it has been logged."))
+    # Outages are recognised by class, so they are answered here and never reach Starlette's
+    # server-error middleware (which re-raises, and the server then drops the connection).
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_request: Request, exc: SQLAlchemyError):
+        return last_resort_response(exc)
+
+    @app.exception_handler(BotoCoreError)
+    async def storage_error(_request: Request, exc: BotoCoreError):
+        return last_resort_response(exc)
+
+
+def last_resort_response(exc: BaseException) -> JSONResponse:
+    """503 + Retry-After for a dependency outage; for anything else a logged 500 in the error shape."""
+    if isinstance(exc, Exception) and _is_database_outage(exc):
+        log.warning("request.database_unavailable", exc_info=exc)
+        return _error_response(ServiceError(ErrorCode.DEPENDENCY_UNAVAILABLE,
+                                            "The database is unavailable; retry shortly."))
+    if isinstance(exc, Exception) and _is_storage_outage(exc):
+        log.warning("request.storage_unavailable", exc_info=exc)
+        return _error_response(ServiceError(ErrorCode.STORAGE_UNAVAILABLE,
+                                            "Object storage is unavailable; retry shortly."))
+    log.error("request.unhandled_error", exc_info=exc)
+    return _error_response(ServiceError(ErrorCode.INTERNAL, "Internal server error; it has been logged."))
 
 
 @asynccontextmanager
@@ -129,10 +141,10 @@ async def _lifespan(_app: FastAPI):
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     app = FastAPI(title="vrft", version="0.1.0", description="Visual-RFT fine-tuning service (OpenAI-compatible).",
                   lifespan=_lifespan)
-    app.add_middleware(ObservabilityMiddleware)
+    app.add_middleware(ObservabilityMiddleware, fallback=last_resort_response)
     install_error_handlers(app)
 
     from app.files.router import router as files_router

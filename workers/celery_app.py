@@ -8,8 +8,10 @@ No result backend: Postgres holds every job's state.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from app.config import get_settings
 from app.queue import GPU_QUEUE, RUN_JOB_TASK
@@ -39,6 +41,15 @@ def make_celery() -> Celery:
 
 
 celery_app = make_celery()
+
+
+@setup_logging.connect
+def _vrft_logging(loglevel: int | str | None = None, **_kwargs) -> None:
+    """Connected, this replaces Celery's own logging set-up: its records go through ours, at the
+    level ``vrft-worker --loglevel`` gave."""
+    from app.logging_setup import configure_logging
+
+    configure_logging(level=logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel)
 
 
 @worker_process_init.connect

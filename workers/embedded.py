@@ -14,6 +14,7 @@ import threading
 from app.config import get_settings
 from app.db import session_scope
 from app.jobs import lifecycle
+from app.logging_setup import configure_logging
 from workers.reconciler import reconcile_once
 from workers.runner import run_job, worker_identity
 
@@ -21,8 +22,8 @@ log = logging.getLogger("vrft.embedded")
 
 
 def main() -> int:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(settings)
     stop = threading.Event()
     busy = threading.Event()
     parent = os.getppid()

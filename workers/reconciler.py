@@ -76,9 +76,10 @@ def main() -> int:
     import signal
 
     from app.config import get_settings
+    from app.logging_setup import configure_logging
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(settings)
     thread = ReconcilerThread(settings, interval_s=settings.reconcile_interval_s,
                               lost_after_s=settings.lost_message_after_s)
     signal.signal(signal.SIGTERM, lambda *_: thread.stop())

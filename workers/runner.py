@@ -17,6 +17,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import structlog
+
 from app import catalog
 from app.config import Settings, get_settings
 from app.db import now, session_scope
@@ -45,7 +47,16 @@ def worker_identity() -> str:
 
 
 def run_job(job_id: str, worker_id: str | None = None, settings: Settings | None = None) -> str:
-    """Run one job to an end state (or to a stop). Returns what happened, for logs and tests."""
+    """Run one job to an end state (or to a stop). Returns what happened, for logs and tests.
+
+    Every line logged meanwhile in this thread carries the job's id (structlog contextvars)."""
+    with structlog.contextvars.bound_contextvars(job_id=job_id):
+        outcome = _run_job(job_id, worker_id, settings)
+        structlog.get_logger(__name__).info("job.ended", outcome=outcome)
+        return outcome
+
+
+def _run_job(job_id: str, worker_id: str | None, settings: Settings | None) -> str:
     settings = settings or get_settings()
     worker_id = worker_id or worker_identity()
     with session_scope() as session:
