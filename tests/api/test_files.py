@@ -165,3 +165,29 @@ def test_idempotent_upload_returns_first_file(api_client):
     assert a["id"] == b["id"] and len(api_client.get("/v1/files").json()["data"]) == 1
     c = upload(api_client, jsonl(visual_rft_rows(3)), headers={"Idempotency-Key": "k1"})
     assert c.status_code == 409
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_number_is_422_naming_line_and_field(api_client, token):
+    good = json.dumps(visual_rft_rows(1)[0])
+    bad = good[:-1] + f', "score": {token}}}'
+    err = _assert_invalid(upload(api_client, (good + "\n" + bad + "\n").encode()), line=2, field="score",
+                          problem_code="invalid_number")
+    assert token in err["message"]
+    _nothing_stored(api_client)
+
+
+def test_duplicate_key_is_422_naming_line_and_field(api_client):
+    good = json.dumps(visual_rft_rows(1)[0])
+    bad = good[:-1] + ', "solution": "<answer>other</answer>"}'
+    _assert_invalid(upload(api_client, (bad + "\n").encode()), line=1, field="solution", problem_code="duplicate_key")
+    _nothing_stored(api_client)
+
+
+def test_image_the_processor_refuses_is_422_naming_the_line(api_client):
+    rows = visual_rft_rows(3)
+    rows[2] = visual_rft_rows(1, size=(1, 300))[0]
+    err = _assert_invalid(upload(api_client, jsonl(rows)), line=3, field="image", problem_code="image_aspect_ratio")
+    assert "1×300" in err["message"]
+    _nothing_stored(api_client)
+    assert upload(api_client, jsonl(visual_rft_rows(3, size=(4, 400)))).status_code == 200  # ratio 100 is fine
