@@ -1,6 +1,8 @@
 """Step time and peak memory: our Visual-RFT trainer vs TRL's GRPOTrainer, same workload, side by side.
 
     python bench/train_step.py --preset tiny          # CPU: the tiny Qwen2-VL, runs anywhere
+    python bench/train_step.py --preset medium        # CPU: Qwen2-VL shapes at hidden 512, 4 layers, 448² images,
+                                                      # 4 prompts × 8 × 64 tokens, LoRA r16
     python bench/train_step.py --preset 2b            # GPU: Qwen2-VL-2B architecture, random weights,
                                                       # 16 prompts × 8 × 256 tokens, 448² images, LoRA r16
     python bench/train_step.py --preset 2b --dry      # CPU: the 2b code path at toy sizes (checks the script)
@@ -40,6 +42,12 @@ QWEN2_VL_2B_TEXT = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8
                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
 QWEN2_VL_2B_VISION = dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4, patch_size=14,
                           spatial_merge_size=2, temporal_patch_size=2)
+# The medium CPU preset (the performance issue): the 2B's shapes where they cost per token (vocabulary,
+# vision tower width, 448² images → 256 image tokens), a small trunk so a CPU step takes seconds.
+MEDIUM_TEXT = dict(vocab_size=151936, hidden_size=512, intermediate_size=1536, num_hidden_layers=4,
+                   num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                   rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [8, 12, 12]})
+MEDIUM_VISION = dict(QWEN2_VL_2B_VISION, depth=2, hidden_size=512)
 PROMPT = "Identify the colour of this image. Output the final answer in <answer> </answer> tags."
 
 
@@ -56,12 +64,15 @@ class Preset:
     text: dict | None = None  # None: the built-in tiny model
     vision: dict | None = None
     top: dict = field(default_factory=dict)
+    cpu: bool = True  # False: the architecture is too big for a CPU run (use --dry there)
 
 
 PRESETS = {
     "tiny": Preset(prompts=4, group=8, tokens=16, image=56, steps=4),
+    "medium": Preset(prompts=4, group=8, tokens=64, image=448, steps=2, text=MEDIUM_TEXT, vision=MEDIUM_VISION,
+                     top={"tie_word_embeddings": True}),
     "2b": Preset(prompts=16, group=8, tokens=256, image=448, steps=3, gradient_checkpointing=True,
-                 text=QWEN2_VL_2B_TEXT, vision=QWEN2_VL_2B_VISION, top={"tie_word_embeddings": True}),
+                 text=QWEN2_VL_2B_TEXT, vision=QWEN2_VL_2B_VISION, top={"tie_word_embeddings": True}, cpu=False),
 }
 
 
@@ -147,7 +158,7 @@ def peak_memory_gib() -> float:
 # ---------------------------------------------------------------------------------- the two runs
 
 
-def run_ours(preset: Preset, folder: Path, out: Path) -> dict:
+def run_ours(preset: Preset, folder: Path, out: Path, changes: dict | None = None) -> dict:
     from workers.training.config import TrainConfig
     from workers.training.grpo import train
 
@@ -155,7 +166,7 @@ def run_ours(preset: Preset, folder: Path, out: Path) -> dict:
                          prompts_per_step=preset.prompts, max_steps=preset.warmup + preset.steps,
                          max_completion_tokens=preset.tokens, learning_rate=1e-5, beta=0.04, temperature=1.0,
                          top_p=1.0, lora_r=preset.lora_r, lora_alpha=2 * preset.lora_r, lora_dropout=0.05,
-                         gradient_checkpointing=preset.gradient_checkpointing, seed=0)
+                         gradient_checkpointing=preset.gradient_checkpointing, seed=0, **(changes or {}))
     data = examples(preset, preset.prompts * (preset.warmup + preset.steps))
     result = train(config, data, grader=our_reward)
     timed = result.metrics[preset.warmup:]
@@ -228,8 +239,20 @@ def child(args) -> None:
         torch.set_num_threads(threads)
     preset = Preset(**json.loads(args.preset_json))
     with tempfile.TemporaryDirectory() as out:
-        result = (run_ours if args.child == "ours" else run_trl)(preset, Path(args.model_dir), Path(out))
+        if args.child == "ours":
+            result = run_ours(preset, Path(args.model_dir), Path(out), json.loads(args.ours_json or "{}"))
+        else:
+            result = run_trl(preset, Path(args.model_dir), Path(out))
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def _setting(item: str) -> tuple[str, object]:
+    """FIELD=VALUE with VALUE as JSON (false, 2, "x") or, failing that, a plain string."""
+    key, _, value = item.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main() -> int:
@@ -241,7 +264,11 @@ def main() -> int:
                         help="torch CPU threads in the children (default: 1 without a GPU — small matrices on "
                              "shared CPUs — else torch's default)")
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "bench", help="where model folders are built")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="a TrainConfig change for our trainer, e.g. --set rollout_engine=generate "
+                             "--set share_prompt=false (what each speed-up is worth)")
     parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--ours-json", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--preset-json", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,7 +280,8 @@ def main() -> int:
 
     preset = PRESETS[args.preset]
     name = args.preset
-    if preset.text is not None and not args.dry and not torch.cuda.is_available():
+    changes = dict(_setting(item) for item in args.set)
+    if not preset.cpu and not args.dry and not torch.cuda.is_available():
         print(f"preset {args.preset} needs a GPU; on a CPU run it with --dry", file=sys.stderr)
         return 2
     if args.dry:
@@ -263,13 +291,16 @@ def main() -> int:
     folder = model_folder(name, preset, args.cache)
     print(f"preset {name}: {preset.prompts} prompts × {preset.group} completions × {preset.tokens} tokens, "
           f"{preset.image}² images, LoRA r{preset.lora_r}, gradient checkpointing "
-          f"{'on' if preset.gradient_checkpointing else 'off'}, {preset.steps} timed steps after {preset.warmup}")
+          f"{'on' if preset.gradient_checkpointing else 'off'}, {preset.steps} timed steps after {preset.warmup}"
+          + (f"; ours with {changes}" if changes else ""))
     results = {}
     for trainer in [args.only] if args.only else ["ours", "trl"]:
         cmd = [sys.executable, __file__, "--child", trainer, "--model-dir", str(folder),
                "--preset-json", json.dumps(asdict(preset))]
         if args.threads is not None:
             cmd += ["--threads", str(args.threads)]
+        if trainer == "ours" and changes:
+            cmd += ["--ours-json", json.dumps(changes)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               env=os.environ | {"PYTHONPATH": str(ROOT)})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
