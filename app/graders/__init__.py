@@ -7,6 +7,8 @@ Pure Python (no torch, no database, no FastAPI outside ``router.py``) so both si
     grader_names(spec) -> list[str]                          # sub-reward names the trainer logs
     template_fields(spec) -> set[str]                        # item fields the templates read
     check_item_fields(spec, available) -> None               # ServiceError naming a template reading an absent field
+    metric_task(spec) -> str | None                          # classification | detection | grounding
+    read(spec, samples, items, task=None) -> list[Reading]   # parsed answer + reference, in one frame
 """
 
 from app.graders.scoring import (
@@ -18,14 +20,18 @@ from app.graders.scoring import (
     score,
     template_fields,
 )
+from app.graders.readings import Reading, metric_task, read
 from app.graders.spec import validate_grader
 
 __all__ = [
     "FLAGS",
+    "Reading",
     "ScoreResult",
     "check_item_fields",
     "expand_preset",
     "grader_names",
+    "metric_task",
+    "read",
     "score",
     "template_fields",
     "validate_grader",

@@ -140,6 +140,17 @@ class Compiled:
         self.root = _build(normalized, normalized["name"], "")
         self.keys = self.root.keys()
 
+    def leaves(self) -> list[Any]:
+        """The leaf scorers in document order (a preset's in the order of its sum)."""
+        out, stack = [], [self.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _Multi):
+                stack.extend(reversed(list(node.children.values())))
+            else:
+                out.append(node)
+        return out
+
     def score(self, samples: list[dict], items: list[dict]) -> ScoreResult:
         if len(samples) != len(items):
             raise ValueError(f"{len(samples)} samples but {len(items)} items")

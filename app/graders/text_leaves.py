@@ -110,14 +110,22 @@ class LabelMatch(Leaf):
             text = text.lower()
         return "".join(text.split()) if self.no_spaces else " ".join(text.split())
 
-    def reward(self, i, sample, item, memo, run):
+    def read_prediction(self, sample, item) -> str:
+        """The answer's label, normalised, as its alias group's canonical label."""
         pred = self.norm(answer(self.input, sample, item, self.extract, allow_unterminated=False))
         if not pred:
             raise Flag("missing_answer")
+        return self.canonical.get(pred, pred)
+
+    def read_reference(self, sample, item) -> str:
         ref = self.norm(reference(self.reference, sample, item))
         if not ref:
             raise Flag("reference_parse_error")
-        return 1.0 if self.canonical.get(pred, pred) == self.canonical.get(ref, ref) else 0.0
+        return self.canonical.get(ref, ref)
+
+    def reward(self, i, sample, item, memo, run):
+        pred = self.read_prediction(sample, item)
+        return 1.0 if pred == self.read_reference(sample, item) else 0.0
 
 
 _PYTHON_FLAGS = {

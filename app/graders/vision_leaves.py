@@ -23,11 +23,15 @@ class Vision(Leaf):
     def answer(self, sample, item) -> str:
         return answer(self.input, sample, item, self.extract, allow_unterminated=True)
 
-    def scales(self, sample) -> tuple[tuple[float, float], tuple[float, float]]:
+    @staticmethod
+    def scale(coords: str, sample) -> tuple[float, float]:
         try:
-            return bx.scale_for(self.coords, sample), bx.scale_for(self.reference_coords, sample)
+            return bx.scale_for(coords, sample)
         except bx.MissingImageSize:
             raise Flag("missing_image_size") from None
+
+    def scales(self, sample) -> tuple[tuple[float, float], tuple[float, float]]:
+        return self.scale(self.coords, sample), self.scale(self.reference_coords, sample)
 
 
 class Detection(Vision):
@@ -51,17 +55,31 @@ class Detection(Vision):
             raise hit
         return hit
 
-    def _match(self, sample, item):
-        text = self.answer(sample, item)
+    def predictions(self, sample, item) -> tuple[parsing.Box, ...]:
+        """The completion's boxes as written (in ``coords``)."""
         try:
-            preds = parsing.parse_box_list(text)
+            return parsing.parse_box_list(self.answer(sample, item))
         except parsing.ParseError:
             raise Flag("sample_parse_error") from None
+
+    def references(self, sample, item) -> tuple[parsing.Box, ...]:
+        """The ground-truth boxes as written (in ``reference_coords``); none for an empty reference."""
         ref = reference(self.reference, sample, item)
         try:
-            gts = parsing.parse_box_list(ref) if ref else ()
+            return parsing.parse_box_list(ref) if ref else ()
         except parsing.ParseError:
             raise Flag("reference_parse_error") from None
+
+    def read_prediction(self, sample, item) -> tuple[parsing.Box, ...]:
+        """The completion's boxes in ``norm1`` — the frame both sides are compared in."""
+        return tuple(bx.to_norm1(self.predictions(sample, item), *self.scale(self.coords, sample)))
+
+    def read_reference(self, sample, item) -> tuple[parsing.Box, ...]:
+        return tuple(bx.to_norm1(self.references(sample, item), *self.scale(self.reference_coords, sample)))
+
+    def _match(self, sample, item):
+        preds = self.predictions(sample, item)
+        gts = self.references(sample, item)
         pscale, gscale = self.scales(sample)
         if pscale == gscale:  # IoU is scale-invariant: one shared frame needs no conversion
             total, matched = bx.match_boxes(preds, gts, self.threshold)
@@ -92,18 +110,26 @@ class GroundingIoU(Vision):
         super().__init__(key, spec)
         self.giou = spec["metric"] == "giou"
 
-    def reward(self, i, sample, item, memo, run):
+    def read_prediction(self, sample, item) -> tuple[float, float, float, float]:
+        """The completion's box in ``norm1`` (the frame both sides are compared in)."""
         try:
             pred = parsing.parse_one_box(self.answer(sample, item))
         except parsing.ParseError:
             raise Flag("sample_parse_error") from None
+        sx, sy = self.scale(self.coords, sample)
+        return (pred[0] / sx, pred[1] / sy, pred[2] / sx, pred[3] / sy)
+
+    def read_reference(self, sample, item) -> tuple[float, float, float, float]:
         try:
             gt = parsing.parse_one_box(reference(self.reference, sample, item))
         except parsing.ParseError:
             raise Flag("reference_parse_error") from None
-        (psx, psy), (gsx, gsy) = self.scales(sample)
-        p = (pred[0] / psx, pred[1] / psy, pred[2] / psx, pred[3] / psy)
-        g = (gt[0] / gsx, gt[1] / gsy, gt[2] / gsx, gt[3] / gsy)
+        sx, sy = self.scale(self.reference_coords, sample)
+        return (gt[0] / sx, gt[1] / sy, gt[2] / sx, gt[3] / sy)
+
+    def reward(self, i, sample, item, memo, run):
+        p = self.read_prediction(sample, item)
+        g = self.read_reference(sample, item)
         return bx.giou(p, g) + 1.0 if self.giou else bx.iou(p, g)
 
 
