@@ -80,7 +80,9 @@ def configure_logging(settings: Settings | None = None, *, level: str | None = N
         final.append(structlog.processors.format_exc_info)  # a traceback becomes one "exception" string
     final.append(_renderer(fmt, stream))
     handler = _VrftHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=final))
+    # ExtraAdder: a stdlib call's extra={...} becomes keys of the line, as structlog's keywords do
+    foreign = [*_SHARED, structlog.stdlib.ExtraAdder()]
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=foreign, processors=final))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _VrftHandler)]:

@@ -38,12 +38,12 @@ def test_format_defaults_follow_the_deployment():
 def test_stdlib_and_structlog_lines_share_the_format_and_the_bound_context(captured):
     with structlog.contextvars.bound_contextvars(job_id="ftjob-ctx"):
         structlog.get_logger("vrft.test").info("checkpoint.saved", step=3)
-        logging.getLogger("botocore.somewhere").warning("retrying %s", "PutObject")
+        logging.getLogger("botocore.somewhere").warning("retrying %s", "PutObject", extra={"attempt": 2})
     structlog.get_logger("vrft.test").debug("below.the.level")
     ours, theirs = captured()
     assert ours["event"] == "checkpoint.saved" and ours["step"] == 3 and ours["level"] == "info"
     assert theirs["event"] == "retrying PutObject" and theirs["level"] == "warning"
-    assert theirs["logger"] == "botocore.somewhere"
+    assert theirs["logger"] == "botocore.somewhere" and theirs["attempt"] == 2
     assert ours["job_id"] == theirs["job_id"] == "ftjob-ctx"
     assert ours["timestamp"].endswith("Z")
 
