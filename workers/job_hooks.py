@@ -45,35 +45,46 @@ def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), full
 
 
-def _boxes(text: str | None, sx: float, sy: float) -> list[list[float]] | None:
-    """Boxes of a detection/grounding answer in 0–1 coordinates for drawing (None if unparseable);
-    ``sx``/``sy`` are what x and y are measured in (1000 for norm1000, the resized width/height for
-    Qwen2.5-VL's pixels)."""
-    from app.graders.parsing import answer_text, parse_box_list
+def box_task(grader: dict) -> str | None:
+    """"detection" or "grounding" when the job's grader reads boxes the dashboard can draw, else None."""
+    from app.graders import metric_task
 
-    if not text:
-        return None
-    try:
-        answer = answer_text(text, allow_unterminated=True)
-        boxes = parse_box_list(answer if answer is not None else text)
-    except Exception:  # a drawing aid: an unparseable answer is simply not drawn (the flags say why)
-        return None
-    return [[round(b[0] / sx, 4), round(b[1] / sy, 4), round(b[2] / sx, 4), round(b[3] / sy, 4)] for b in boxes]
+    task = metric_task(grader)
+    return task if task in ("detection", "grounding") else None
+
+
+def drawn_boxes(grader: dict, task: str, texts: list[str], sample: dict, item: dict
+                ) -> tuple[list[list[float]] | None, list[list[list[float]] | None]]:
+    """(ground-truth boxes, each completion's boxes) in 0–1 image coordinates, for drawing.
+
+    Read by the job's grader (``app.graders.read``): its answer parsing, its ``coords`` for the
+    completions and ``reference_coords`` for the truth, with ``sample``'s image sizes — so the
+    picture shows what the reward compared. A side the grader could not read is None (not drawn;
+    the completion's flags say why).
+    """
+    from app.graders import read
+
+    samples = [{**sample, "output_text": text} for text in texts] or [{**sample, "output_text": ""}]
+    readings = read(grader, samples, [item] * len(samples), task)
+
+    def unit(boxes):
+        return None if boxes is None else [[round(v, 4) for v in box[:4]] for box in boxes]
+
+    return unit(readings[0].reference), [unit(r.prediction) for r in readings[:len(texts)]]
 
 
 class JobHooks:
     def __init__(self, *, job_id: str, project_id: str, worker_id: str, lease, store, settings,
                  examples: dict[str, dict],
-                 total_steps: int, completions_per_step: int, draws_boxes: bool, answer_coords: str,
-                 flush_s: float = 2.0):
+                 total_steps: int, completions_per_step: int, grader: dict, flush_s: float = 2.0):
         self.job_id, self.project_id, self.worker_id = job_id, project_id, worker_id
         self.lease = lease
         self.store, self.settings = store, settings
         self.examples = examples
         self.total_steps = total_steps
         self.completions_per_step = completions_per_step
-        self.draws_boxes = draws_boxes
-        self.answer_coords = answer_coords  # norm1000 | pixels_resized (the model family's convention)
+        self.grader = grader  # the job's normalised grader: it reads the boxes the dashboard draws
+        self.box_task = box_task(grader)
         self.flush_s = flush_s
         self.pending_events: list[dict] = []
         self.pending_rollouts: list[tuple[int, list[dict]]] = []
@@ -182,10 +193,10 @@ class JobHooks:
                 self._thumbs[key] = thumbnail(example["image"])
             image, size = self._thumbs[key]
         item = example["item"] if example else {}
-        if self.answer_coords == "pixels_resized" and r.get("resized_image_size"):
-            sx, sy = r["resized_image_size"]
-        else:
-            sx = sy = 1000.0
+        gt_boxes, boxes = None, [None] * len(r["completions"])
+        if self.box_task:
+            sizes = {k: r[k] for k in ("image_size", "resized_image_size") if r.get(k)}
+            gt_boxes, boxes = drawn_boxes(self.grader, self.box_task, list(r["completions"]), sizes, item)
         completions = []
         for i, text in enumerate(r["completions"]):
             completions.append({
@@ -194,12 +205,12 @@ class JobHooks:
                 "rewards": {name: values[i] for name, values in r.get("sub_rewards", {}).items()},
                 "advantage": r["advantages"][i],
                 "flags": {name: bool(values[i]) for name, values in r.get("flags", {}).items()},
-                "boxes": _boxes(text, sx, sy) if self.draws_boxes else None,
+                "boxes": boxes[i],
             })
         return {
             "prompt_id": r.get("prompt_id"), "prompt": r.get("prompt"), "image": image, "image_size": size,
             "reference": {k: v for k, v in item.items() if isinstance(v, (str, int, float, bool)) and k != "problem"},
-            "gt_boxes": _boxes(str(item.get("solution", "")), 1000.0, 1000.0) if self.draws_boxes else None,
+            "gt_boxes": gt_boxes,
             "completions": completions,
         }
 

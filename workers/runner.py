@@ -204,18 +204,14 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
                       + (f" ({dropped} later step(s) that never reached a checkpoint are re-run)" if dropped else ""))
 
     config = train_config(job, hp, settings, workdir, resume_from)
-    model_dir = _model_folder(config, job.model)
-    from workers.training.model import coords_for, family_of
+    _model_folder(config, job.model)  # a missing base model fails the job as model_not_found, before any work
     from workers.job_hooks import JobHooks
 
-    family = family_of(model_dir)
-    task = grader_task(grader)
     hooks = JobHooks(
         job_id=job_id, project_id=job.project_id, worker_id=worker_id, lease=lease, store=store, settings=settings,
         examples={str(e["id"]): e for e in train_data}, total_steps=config.max_steps,
         completions_per_step=config.prompts_per_step * config.group_size,
-        draws_boxes=task in ("detection", "grounding"),
-        answer_coords=coords_for(family),
+        grader=grader,
     )
     if resume_from is not None:  # count on from where the previous attempt got to
         hooks.trained_tokens = job.trained_tokens or 0
