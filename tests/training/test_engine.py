@@ -92,3 +92,15 @@ def test_process_logits_matches_generate_processors():
     assert torch.equal(got, want)
     assert torch.equal(engine.process_logits(logits.clone(), suppressed=[int(logits[0].argmax())], temperature=1.0,
                                              top_p=1.0, do_sample=False)[0], logits[0].topk(2).indices[1])
+
+
+def test_evaluation_decodes_with_the_engine_and_matches_generate(model_cache):
+    from tests.training.helpers import byte_value_reward
+    from workers.training.evaluate import evaluate
+
+    loaded, model, _, _ = _setup(model_cache, "qwen2.5-vl")
+    data = colour_examples() * 3  # 9 prompts, batches of 4: a short last batch too
+    ours = evaluate(model, loaded, data, byte_value_reward, max_new_tokens=16, batch_size=4)
+    hf = evaluate(model, loaded, data, byte_value_reward, max_new_tokens=16, batch_size=4, rollout_engine="generate")
+    assert [s["output_text"] for s in ours["samples"]] == [s["output_text"] for s in hf["samples"]]
+    assert ours["reward_mean"] == hf["reward_mean"] and ours["n"] == 9

@@ -24,9 +24,10 @@ import torch
 
 from app.graders import Reading, metric_task, read
 from app.graders.boxes import iou
+from workers.training import engine
 from workers.training.model import LoadedModel, load_model
 from workers.training.rewards import make_reward_fn, score_completions
-from workers.training.rollout import generate_rollouts, image_features, prepare_prompts
+from workers.training.rollout import image_features, prepare_prompts
 
 METRICS = {"classification": "accuracy", "detection": "map", "grounding": "miou"}  # task -> result key
 
@@ -105,8 +106,11 @@ def task_metric(grader: dict[str, Any], samples: list[dict[str, Any]], items: li
 
 
 def generate_answers(model, loaded: LoadedModel, examples: Sequence[dict[str, Any]], *, max_new_tokens: int,
-                     batch_size: int, use_adapter: bool) -> tuple[list[str], list[list[int]], list[list[int]]]:
-    """Greedy answers → (texts, original image sizes, resized image sizes). Evaluation's only decode."""
+                     batch_size: int, use_adapter: bool,
+                     rollout_engine: str = "static") -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """Greedy answers → (texts, original image sizes, resized image sizes). Evaluation's only decode: the
+    rollout engine (each prompt prefilled once, static cache, finished rows dropped), `batch_size` prompts
+    at a time."""
     texts: list[str] = []
     sizes: list[list[int]] = []
     resized: list[list[int]] = []
@@ -117,10 +121,10 @@ def generate_answers(model, loaded: LoadedModel, examples: Sequence[dict[str, An
         for start in range(0, len(examples), batch_size):
             chunk = list(examples[start:start + batch_size])
             batch = prepare_prompts(loaded.processor, chunk, next(model.parameters()).device)
-            rollouts = generate_rollouts(
-                model, batch, image_features(model, batch), tokenizer=loaded.processor.tokenizer, group_size=1,
-                max_new_tokens=max_new_tokens, eos_token_ids=loaded.eos_token_ids, pad_token_id=loaded.pad_token_id,
-                do_sample=False, suppressed_token_ids=loaded.suppressed_token_ids)
+            rollouts = engine.sample_with(
+                rollout_engine, model, batch, image_features(model, batch), tokenizer=loaded.processor.tokenizer,
+                group_size=1, max_new_tokens=max_new_tokens, eos_token_ids=loaded.eos_token_ids,
+                pad_token_id=loaded.pad_token_id, do_sample=False, suppressed_token_ids=loaded.suppressed_token_ids)
             texts += rollouts.texts
             sizes += batch.image_sizes
             resized += batch.resized_sizes
@@ -130,8 +134,8 @@ def generate_answers(model, loaded: LoadedModel, examples: Sequence[dict[str, An
 
 @torch.no_grad()
 def evaluate(model, loaded: LoadedModel, data: Sequence[dict[str, Any]], grader: Any, *, task: str | None = None,
-             max_new_tokens: int = 256, batch_size: int = 8, limit: int | None = None,
-             use_adapter: bool = True) -> dict[str, Any]:
+             max_new_tokens: int = 256, batch_size: int = 32, limit: int | None = None,
+             use_adapter: bool = True, rollout_engine: str = "static") -> dict[str, Any]:
     """Greedy answers for `data` → {"n", "reward_mean", "rewards": {grader: mean}, "<task metric>", "samples"}.
 
     `model` is the peft model (or a plain model with `use_adapter` ignored); `grader` as in train().
@@ -142,7 +146,8 @@ def evaluate(model, loaded: LoadedModel, data: Sequence[dict[str, Any]], grader:
         raise ValueError(f"task {task!r}: a task metric reads answers through a grader spec, not a callable")
     examples = list(data)[:limit] if limit else list(data)
     texts, sizes, resized = generate_answers(model, loaded, examples, max_new_tokens=max_new_tokens,
-                                             batch_size=batch_size, use_adapter=use_adapter)
+                                             batch_size=batch_size, use_adapter=use_adapter,
+                                             rollout_engine=rollout_engine)
     index = list(range(len(examples)))
     scores = score_completions(reward_fn, texts, examples, index, sizes, resized)
     n = max(len(scores.rewards), 1)

@@ -295,7 +295,8 @@ def train(config: TrainConfig, train_data: Sequence[dict[str, Any]],
         from workers.training.evaluate import evaluate
 
         result = evaluate(run.model, run.loaded, val_data, grader, task=config.eval_task,
-                          max_new_tokens=config.max_completion_tokens, limit=config.eval_samples)
+                          max_new_tokens=config.max_completion_tokens, limit=config.eval_samples,
+                          rollout_engine=config.rollout_engine)
         result["step"] = step
         hooks.on_eval(step, result)
         return result
