@@ -53,9 +53,11 @@ def test_rows_that_end_early_stop_and_are_padded(model_cache):
     # pick a token some rows emit mid-way: treating it as an EOS ends those rows there
     stopper = int(hf_free.completion_ids[0, 5])
     eos = loaded.eos_token_ids + [stopper]
-    ours = engine.sample(model, batch, images, do_sample=False, **_options(loaded, eos_token_ids=eos))
     hf = generate_rollouts(model, batch, images, do_sample=False, **_options(loaded, eos_token_ids=eos))
-    assert torch.equal(ours.completion_ids, hf.completion_ids)
+    for bucketed in (False, True):  # exact compaction (eager) and power-of-two buckets padded with done rows (graphs)
+        ours = engine.sample(model, batch, images, do_sample=False, bucketed=bucketed,
+                             **_options(loaded, eos_token_ids=eos))
+        assert torch.equal(ours.completion_ids, hf.completion_ids), bucketed
     lengths = ours.completion_mask.sum(1)
     assert lengths.min() < lengths.max()  # rows really ended at different steps
     assert (ours.completion_ids[ours.completion_mask == 0] == loaded.pad_token_id).all()

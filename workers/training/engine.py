@@ -157,11 +157,11 @@ class _Step:
         return self.logits.clone()
 
 
-def _bucket(n: int, current: int, graphs: bool) -> int:
+def _bucket(n: int, current: int, buckets: bool) -> int:
     """Rows to compact to for n live rows, or `current` to leave the batch as it is."""
     if n == current:
         return current
-    if graphs:  # power-of-two buckets: each is captured once
+    if buckets:  # power-of-two buckets: under CUDA graphs each is captured once
         size = 1
         while size < n:
             size *= 2
@@ -173,8 +173,11 @@ def _bucket(n: int, current: int, graphs: bool) -> int:
 def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_size: int, max_new_tokens: int,
            eos_token_ids: list[int], pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
            do_sample: bool = True, suppressed_token_ids: list[int] | None = None,
-           cuda_graphs: bool = True) -> Rollouts:
-    """`group_size` completions per prompt (greedy when do_sample=False) → `Rollouts`, like `generate_rollouts`."""
+           cuda_graphs: bool = True, bucketed: bool | None = None) -> Rollouts:
+    """`group_size` completions per prompt (greedy when do_sample=False) → `Rollouts`, like `generate_rollouts`.
+
+    `bucketed`: compact finished rows to power-of-two buckets (default: when CUDA graphs are used; settable
+    so that the bucket bookkeeping is tested on CPU too)."""
     trunk, head = backbone_and_head(model)
     device = batch.input_ids.device
     B, P = batch.input_ids.shape
@@ -212,6 +215,7 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     # 3. Decode. `alive` marks live slots that have not emitted an EOS (under graphs a bucket may
     # carry finished rows as padding: they compute, and nothing of theirs is kept).
     use_graphs = cuda_graphs and device.type == "cuda"
+    buckets = use_graphs if bucketed is None else bucketed
     out = torch.full((N, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     tokens = process_logits(first_logits, **options)  # (n,)
     alive = torch.ones(N, dtype=torch.bool, device=device)
@@ -224,7 +228,7 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
         n_alive = int(alive.sum())
         if t == max_new_tokens - 1 or n_alive == 0:
             break
-        size = _bucket(n_alive, live.rows.numel(), use_graphs)
+        size = _bucket(n_alive, live.rows.numel(), buckets)
         if size < live.rows.numel():  # compact: keep the live rows (and, for a bucket, some finished ones)
             keep = torch.cat([alive.nonzero().squeeze(1), (~alive).nonzero().squeeze(1)])[:size]
             live = _Live(live.rows[keep], live.positions[:, keep], live.mask[keep])
