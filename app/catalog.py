@@ -11,6 +11,7 @@ whole path — upload, train, download an adapter — runs on a CPU with no down
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,3 +71,34 @@ def answer_coords(settings: Settings, name: str) -> str | None:
     fam = family(settings, name)
     return FAMILIES[fam].answer_coords if fam is not None else None
 
+
+# The built-in tiny models' sizes (counted from the models the worker builds; a test keeps them true).
+TINY_PARAMETERS = {"vrft/tiny-qwen2-vl": 188_416, "vrft/tiny-qwen2.5-vl": 192_480, "vrft/tiny-qwen3-vl": 226_848}
+
+
+def parameter_count(settings: Settings, name: str) -> int | None:
+    """Roughly how many parameters a base model has, told without loading it (None: unknown).
+
+    Enough to decide size-driven defaults such as gradient checkpointing (on above 1 B): the tiny
+    models' counts, else the size a hub-style name states (``Qwen2-VL-2B-Instruct`` → 2 B, for the
+    name or the operator's folder), else an estimate from a local ``config.json``.
+    """
+    if name in TINY_PARAMETERS:
+        return TINY_PARAMETERS[name]
+    location = base_models(settings).get(name, "")
+    for text in (name, Path(location).name):
+        found = re.search(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)B(?![A-Za-z])", text, re.IGNORECASE)
+        if found:
+            return int(float(found.group(1)) * 1e9)
+    try:
+        config = json.loads((Path(location) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    text = config.get("text_config") or config
+    try:
+        hidden, layers = int(text["hidden_size"]), int(text["num_hidden_layers"])
+        mlp, vocab = int(text.get("intermediate_size", 4 * hidden)), int(text["vocab_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    # per layer: attention (≤ 4 h²) + gated MLP (3 h·i); embeddings and the LM head (2 v·h)
+    return layers * (4 * hidden * hidden + 3 * hidden * mlp) + 2 * vocab * hidden

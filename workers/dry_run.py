@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
-from app.config import Settings
-from app.jobs.models import Job
+from app.jobs.hyperparameters import ResolvedHyperparameters
+from app.jobs.metrics import StepMetrics
 
 
 class _Collect:
     def __init__(self):
-        self.metrics: list[dict] = []
+        self.metrics: list[StepMetrics] = []
         self.rollouts: list[dict] = []
 
-    def on_step(self, metrics):
+    def on_step(self, metrics: StepMetrics):
         self.metrics.append(metrics)
 
     def on_rollouts(self, step, rollouts):
@@ -41,15 +40,15 @@ def histogram(values: list[float], bins: int = 10) -> dict:
     return {"edges": [round(lo + i * width, 6) for i in range(bins + 1)], "counts": counts}
 
 
-def dry_run(job: Job, hp: dict, train_data: list[dict], grader: dict, settings: Settings, workdir: Path) -> dict:
-    from workers.runner import train_config
+def dry_run(config, hp: ResolvedHyperparameters, train_data: list[dict], grader: dict, *, seed: int,
+            samples: int) -> dict:
+    """``config``: the job's TrainConfig (``workers.train_config``); one step of ``samples`` rows is run."""
     from workers.training.grpo import train
 
-    n = min(int(hp.get("dry_run_samples", 8)), len(train_data))
-    sample = random.Random(job.seed).sample(list(train_data), n)
-    config = train_config(job, hp, settings, workdir, None).replace(
-        prompts_per_step=n, grad_accum=1, max_steps=1, checkpoint_interval=0, eval_interval=0,
-        rollouts_logged_per_step=n)
+    n = min(samples, len(train_data))
+    sample = random.Random(seed).sample(list(train_data), n)
+    config = config.replace(prompts_per_step=n, grad_accum=1, max_steps=1, checkpoint_interval=0, eval_interval=0,
+                            rollouts_logged_per_step=n)
     collect = _Collect()
     train(config, sample, None, grader, collect)
     step = collect.metrics[0]
@@ -57,10 +56,10 @@ def dry_run(job: Job, hp: dict, train_data: list[dict], grader: dict, settings: 
     total = len(rewards)
     flag_counts: Counter = Counter()
     for ro in collect.rollouts:
-        for name, values in ro.get("flags", {}).items():
+        for name, values in ro["flags"].items():
             flag_counts[name] += sum(bool(v) for v in values)
-    seconds = float(step["step_time_s"])
-    per_full_step = seconds * int(hp["batch_size"]) / n  # the job's steps use batch_size prompts
+    seconds = step["step_time_s"]
+    per_full_step = seconds * hp.batch_size / n  # the job's steps use batch_size prompts
     report = {
         "rows_sampled": n,
         "group_size": config.group_size,
@@ -74,7 +73,7 @@ def dry_run(job: Job, hp: dict, train_data: list[dict], grader: dict, settings: 
         "completion_length_mean": step["completion_length_mean"],
         "seconds_per_step": per_full_step,
         "measured_step_seconds": seconds,
-        "estimated_total_seconds": per_full_step * int(hp["max_steps"]),
+        "estimated_total_seconds": per_full_step * hp.max_steps,
         "examples": [{"prompt": ro["prompt"], "completion": ro["completions"][0], "reward": ro["rewards"][0]}
                      for ro in collect.rollouts[:3]],
     }

@@ -16,21 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from app.db import now, session_scope
 from app.ids import new_id
 from app.jobs import lifecycle
-from app.jobs.models import Checkpoint
-from app.jobs.service import add_event
+from app.jobs.metrics import StepMetrics, eval_event, finite, step_event
 from workers.artifacts import upload_folder
 
 log = logging.getLogger(__name__)
 
 STATE_FILES = ("trainer_state.pt",)
-METRIC_KEYS = ("step", "reward_mean", "reward_std", "rewards", "kl", "loss", "completion_length_mean",
-               "learning_rate", "elapsed_s", "zero_variance_fraction", "clip_ratio", "grad_norm",
-               "tokens_per_s", "step_time_s", "generate_time_s", "epoch")
 
 
 def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
@@ -101,18 +95,18 @@ class JobHooks:
         return self.lease.lost
 
     # -- trainer hooks --------------------------------------------------------------------
-    def on_step(self, metrics: dict[str, Any]) -> None:
-        data = {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}
-        data["total_steps"] = self.total_steps
-        step = int(metrics["step"])
-        self.trained_tokens += int(round((metrics.get("completion_length_mean") or 0) * self.completions_per_step))
+    def on_step(self, metrics: StepMetrics) -> None:
+        data = step_event(metrics, self.total_steps)
+        step = data["step"]
+        self.trained_tokens += round(metrics["completion_length_mean"] * self.completions_per_step)
         elapsed = time.monotonic() - self.started
         per_step = elapsed / max(step - self.progress.get("first_step", step - 1), 1)
         self.progress.setdefault("first_step", step - 1)
-        self.progress.update(step=step, latest_reward=metrics.get("reward_mean"),
+        self.progress.update(step=step, latest_reward=data["reward_mean"],
                              estimated_finish=now() + per_step * max(self.total_steps - step, 0))
-        msg = f"Step {step}/{self.total_steps}: reward {data.get('reward_mean', 0):.3f}"
-        if data.get("kl") is not None:
+        msg = f"Step {step}/{self.total_steps}: reward " + (
+            f"{data['reward_mean']:.3f}" if data["reward_mean"] is not None else "not a number")
+        if data["kl"] is not None:
             msg += f", kl {data['kl']:.4f}"
         with self._lock:
             self.pending_events.append({"message": msg, "type": "metrics", "data": data})
@@ -131,32 +125,34 @@ class JobHooks:
         base = f"{self.project_id}/{self.job_id}/step-{step}"
         upload_folder(self.store, path, f"{base}/adapter.tar", exclude=STATE_FILES)
         upload_folder(self.store, path, f"{base}/state.tar")
-        # the row is written only once both objects are in storage: a listed checkpoint is usable
-        ckpt_metrics = {k: metrics.get(k) for k in ("step", "reward_mean", "kl", "loss") if k in metrics}
+        # the row is written only once both objects are in storage: a listed checkpoint is usable.
+        # ``metrics``: the step's StepMetrics (the final one also carries its evaluation under "eval"),
+        # or just {"step"} for a pause before any step of this run
+        ckpt_metrics = {k: metrics[k] for k in ("reward_mean", "kl", "loss") if k in metrics}
         ckpt_metrics["step"] = step
-        if metrics.get("eval"):  # the final checkpoint carries the final evaluation
-            ckpt_metrics.update({k: v for k, v in eval_event_data(step, metrics["eval"]).items()
-                                 if k.startswith("valid_")})
+        if metrics.get("eval"):
+            ckpt_metrics.update(_valid(eval_event(step, metrics["eval"])))
         with session_scope() as session:
-            lifecycle.record_checkpoint(session, checkpoint_id=new_id("ftckpt"), job_id=self.job_id, step=step,
-                                        storage_key=f"{base}/adapter.tar", state_key=f"{base}/state.tar",
-                                        metrics=ckpt_metrics)
-            add_event(session, self.job_id, f"Checkpoint saved at step {step}")
+            if not lifecycle.record_checkpoint(
+                    session, worker_id=self.worker_id, checkpoint_id=new_id("ftckpt"), job_id=self.job_id,
+                    step=step, storage_key=f"{base}/adapter.tar", state_key=f"{base}/state.tar",
+                    metrics=finite(ckpt_metrics)):
+                self.lease.lost = True
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
-        data = eval_event_data(step, metrics)
+        data = eval_event(step, metrics)
+        message = f"Validation at step {step}: reward {data['valid_reward_mean']:.3f}" if data["valid_reward_mean"] \
+            is not None else f"Validation at step {step}: reward not a number"
+        if data.get("valid_metric") is not None:
+            message += f", {data['valid_metric_name']} {data['valid_metric']:.3f}"
         with self._lock:
-            self.pending_events.append({"message": f"Validation at step {step}: reward {data['valid_reward_mean']:.3f}"
-                                        + (f", {data['valid_metric_name']} {data['valid_metric']:.3f}"
-                                           if data.get("valid_metric") is not None else ""),
-                                        "type": "metrics", "data": data})
+            self.pending_events.append({"message": message, "type": "metrics", "data": data})
         self.flush()
         if self.lost:
             return
         with session_scope() as session:
-            ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
-            if ck is not None:
-                ck.metrics = {**(ck.metrics or {}), **{k: v for k, v in data.items() if k.startswith("valid_")}}
+            if not lifecycle.record_eval_metrics(session, self.job_id, self.worker_id, step, _valid(data)):
+                self.lease.lost = True
 
     def should_stop(self) -> str | None:
         self.flush()
@@ -174,14 +170,10 @@ class JobHooks:
             rollouts, self.pending_rollouts = self.pending_rollouts, []
         progress = {k: v for k, v in self.progress.items() if k != "first_step"}
         with session_scope() as session:
-            for ev in events:
-                add_event(session, self.job_id, ev["message"], type=ev["type"], data=ev["data"])
-            for step, rows in rollouts:
-                lifecycle.add_rollouts(session, self.job_id, step, rows)
-            if not lifecycle.heartbeat(session, self.job_id, self.worker_id, trained_tokens=self.trained_tokens,
-                                       **progress):
-                self.lease.lost = True
-                session.rollback()  # not ours any more: write nothing
+            if not lifecycle.record_progress(session, self.job_id, self.worker_id, events=events,
+                                             rollouts=[(step, finite(rows)) for step, rows in rollouts],
+                                             trained_tokens=self.trained_tokens, **progress):
+                self.lease.lost = True  # not ours any more: nothing was written
         self.last_flush = time.monotonic()
 
     def _shape_rollout(self, step: int, r: dict[str, Any]) -> dict[str, Any]:
@@ -215,15 +207,6 @@ class JobHooks:
         }
 
 
-def eval_event_data(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Normalise the trainer's evaluation result into the event/checkpoint vocabulary."""
-    rewards = metrics.get("rewards") or metrics.get("reward_means") or {}
-    data = {"step": step, "eval": True, "valid_reward_mean": float(metrics.get("reward_mean", 0.0)),
-            "valid_rewards": rewards}
-    for name in ("accuracy", "map", "miou", "mean_iou"):
-        if metrics.get(name) is not None:
-            data["valid_metric_name"] = "miou" if name == "mean_iou" else name
-            data["valid_metric"] = float(metrics[name])
-            data[f"valid_{data['valid_metric_name']}"] = data["valid_metric"]
-            break
-    return data
+def _valid(data: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation figures a checkpoint row keeps."""
+    return {k: v for k, v in data.items() if k.startswith("valid_")}

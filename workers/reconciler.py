@@ -15,6 +15,7 @@ import threading
 from app.config import Settings
 from app.db import now, session_scope
 from app.jobs import lifecycle
+from app.jobs.status import JobStatus
 from app.queue import enqueue_job
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def reconcile_once(settings: Settings, *, resend_queued: bool, lost_after_s: flo
         for job_id in set(last_sent) - set(waiting):
             del last_sent[job_id]
         for job_id, status in changed:
-            if status == "queued" and enqueue_job(job_id, settings):
+            if status == JobStatus.QUEUED and enqueue_job(job_id, settings):
                 last_sent[job_id] = ts
     return {"changed": changed, "resent": resent}
 

@@ -82,7 +82,6 @@ export function fmtBytes(n) {
 }
 
 const STATUS = {
-  validating_files: { icon: "…", tone: "info", label: "validating files" },
   queued: { icon: "◷", tone: "info", label: "queued" },
   running: { icon: "▶", tone: "active", label: "running" },
   paused: { icon: "❚❚", tone: "warn", label: "paused" },

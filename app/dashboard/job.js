@@ -12,7 +12,7 @@ const ACTIONS = {
     confirm: "Yes, cancel job", danger: true,
   },
   pause: {
-    label: "Pause", legal: (j) => !j.dry_run && ["queued", "running", "validating_files"].includes(j.status),
+    label: "Pause", legal: (j) => !j.dry_run && ["queued", "running"].includes(j.status),
     title: "Pause this job?", body: (j) => `Job ${j.id} will write a checkpoint and pause; you can resume it later from that checkpoint.`,
     confirm: "Pause job", danger: false,
   },

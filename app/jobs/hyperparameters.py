@@ -1,7 +1,13 @@
-"""Job hyperparameters: OpenAI's names plus vrft's, each a value or ``"auto"``, and how auto resolves.
+"""Job hyperparameters: the request's (OpenAI's names plus vrft's, many may be ``"auto"``) and the
+resolved set a job trains with (no ``"auto"`` left, every cross-field rule checked).
 
-Pure functions, shared by the API (to validate and show ``progress.total_steps`` at once) and the
-worker (to train with exactly what the job row says).
+``resolve`` runs once, when the job is created; the row stores its result and the worker reads that
+back into ``ResolvedHyperparameters`` (``workers.train_config`` maps it onto the trainer's config),
+so what ``resolved_hyperparameters`` shows is exactly what trains.
+
+Every value is strict (no ``"4"`` for an int, no ``true`` for a number), floats are finite and every
+integer is bounded by what its database column and the trainer can hold, so a job that is created
+can always be stored, rendered and trained.
 
 Auto rules (also in the README):
 - ``batch_size`` (prompts per optimizer step): min(16, rows) — the paper's 16 prompts × 8 completions.
@@ -10,75 +16,169 @@ Auto rules (also in the README):
 - ``max_steps``: ceil(rows / batch_size) × n_epochs.
 - ``learning_rate``: 5e-5 × learning_rate_multiplier (LoRA wants far more than the paper's full-weight 1e-6).
 - ``checkpoint_interval``: ceil(max_steps / 4); ``eval_interval``: the checkpoint interval.
-- ``eval_samples``: min(validation rows, 64).
+- ``eval_samples``: min(validation rows, 64); an explicit value is capped at the validation rows.
+- ``gradient_checkpointing``: on when the base model has over 1 B parameters (or its size is unknown).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Auto = Literal["auto"]
 BASE_LEARNING_RATE = 5e-5
+LARGE_MODEL_PARAMETERS = 1_000_000_000
+# the language model's attention + MLP projections (= workers.training.lora.DEFAULT_TARGETS; a test
+# keeps the two equal — the API cannot import the trainer)
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# A step count far beyond any real job (a million steps) and far inside the Integer step columns.
+MAX_STEPS = 1_000_000
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Epochs = Annotated[int, Field(ge=1, le=1000)]
+Batch = Annotated[int, Field(ge=1, le=1024)]
+Samples = Annotated[int, Field(ge=1, le=1_000_000)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]
+Multiplier = Annotated[float, Field(gt=0, le=1000)]
+# 16,384 image tokens of 28×28 pixels: the Qwen-VL processors' own ceiling
+Pixels = Annotated[int, Field(ge=784, le=12_845_056)]
+ModuleName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.]+$")]
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class HyperparameterError(ValueError):
+    """A value (or a combination) the trainer cannot run; ``name`` is the field's dotted path."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name, self.message = name, message
+
+
+class UnknownHyperparameter(HyperparameterError):
+    """A name no job takes (a typo must never train with a default)."""
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
-    r: int = Field(default=16, ge=1, le=512)
-    alpha: float = Field(default=32, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None = the language model's attention + MLP projections
+    r: Annotated[int, Field(ge=1, le=512)] = 16
+    alpha: Annotated[float, Field(gt=0, le=8192)] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: Annotated[list[ModuleName], Field(min_length=1, max_length=64)] | None = None
 
 
-class Hyperparameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Fixed(BaseModel):
+    """The fields that have no ``"auto"``: the request's value is the value trained with."""
 
-    # OpenAI's
-    n_epochs: int | Auto = "auto"
-    batch_size: int | Auto = "auto"
-    learning_rate_multiplier: float | Auto = "auto"
-    eval_interval: int | Auto = "auto"
-    eval_samples: int | Auto = "auto"
-    reasoning_effort: str | None = None  # accepted for openai-python parity, unused by VLM training
-    compute_multiplier: float | Auto | None = None  # likewise
-    # vrft's
-    group_size: int = Field(default=8, ge=2, le=64)
-    beta: float = Field(default=0.04, ge=0)
-    learning_rate: float | Auto = "auto"
-    max_completion_tokens: int = Field(default=256, ge=1, le=8192)
-    temperature: float = Field(default=1.0, gt=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
+    model_config = _STRICT
+
+    group_size: Annotated[int, Field(ge=2, le=64)] = 8
+    beta: Annotated[float, Field(ge=0, le=100)] = 0.04
+    max_completion_tokens: Annotated[int, Field(ge=1, le=8192)] = 256
+    temperature: Annotated[float, Field(gt=0, le=2)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
-    num_iterations: int = Field(default=1, ge=1, le=16)
-    max_steps: int | Auto = "auto"
+    num_iterations: Annotated[int, Field(ge=1, le=16)] = 1
+    max_pixels: Pixels = 401_408
+    min_pixels: Pixels = 3_136
+    gradient_accumulation_steps: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Hyperparameters(_Fixed):
+    """The request's ``method.reinforcement.hyperparameters``."""
+
+    # OpenAI's
+    n_epochs: Epochs | Auto = "auto"
+    batch_size: Batch | Auto = "auto"
+    learning_rate_multiplier: Multiplier | Auto = "auto"
+    eval_interval: Steps | Auto = "auto"
+    eval_samples: Samples | Auto = "auto"
+    # openai-python may send these (they tune reasoning models); a VLM has neither knob, so only their
+    # defaults are accepted — any other value is a 422 naming it, never silently dropped
+    reasoning_effort: Literal["default"] | None = None
+    compute_multiplier: Auto | None = None
+    # vrft's
+    learning_rate: LearningRate | Auto = "auto"
+    max_steps: Steps | Auto = "auto"
+    checkpoint_interval: Steps | Auto = "auto"
+    gradient_checkpointing: bool | Auto = "auto"
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    max_pixels: int = Field(default=401_408, ge=3136)
-    min_pixels: int = Field(default=3_136, ge=784)
-    checkpoint_interval: int | Auto = "auto"
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=64)
 
 
-def _positive(name: str, value) -> None:
-    if value != "auto" and value is not None and value <= 0:
-        raise ValueError(f"{name} must be positive")
+class ResolvedLora(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: list[str]
 
 
-def check(hp: Hyperparameters) -> Hyperparameters:
-    for name in ("n_epochs", "batch_size", "learning_rate_multiplier", "eval_interval", "learning_rate",
-                 "max_steps", "checkpoint_interval"):
-        _positive(name, getattr(hp, name))
-    if hp.eval_samples != "auto" and hp.eval_samples < 0:
-        raise ValueError("eval_samples must be >= 0")
-    return hp
+class ResolvedHyperparameters(_Fixed):
+    """What a job trains with: every value concrete. Stored on the job row as JSON and read back by
+    the worker; not strict on read because JSON gives ``32`` for the float ``32.0``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    n_epochs: Annotated[int, Field(ge=1, le=MAX_STEPS)]
+    batch_size: Batch
+    learning_rate_multiplier: Multiplier
+    learning_rate: LearningRate
+    max_steps: Steps
+    checkpoint_interval: Steps
+    eval_interval: Steps
+    eval_samples: Annotated[int, Field(ge=0, le=1_000_000)]  # 0 only when there is no validation file
+    gradient_checkpointing: bool
+    lora: ResolvedLora
 
 
-def resolve(hp: Hyperparameters, *, train_rows: int, val_rows: int = 0) -> dict:
-    """Replace every ``"auto"`` with a number; returns a plain dict the trainer consumes."""
+def field_path(loc: tuple[Any, ...]) -> str:
+    """The dotted field name of a validation error's ``loc``, without pydantic's union-member tags
+    (``("max_steps", "constrained-int")`` → ``max_steps``)."""
+    model: Any = Hyperparameters
+    parts: list[str] = []
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            break
+        parts.append(str(part))
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def parse(raw: dict[str, Any] | None) -> Hyperparameters:
+    """The request's hyperparameters, or ``HyperparameterError`` naming the first bad one."""
+    try:
+        return Hyperparameters.model_validate(raw or {})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if err["type"] == "extra_forbidden":
+            name = ".".join(str(p) for p in err["loc"])
+            raise UnknownHyperparameter(name, f"Unknown hyperparameter '{name}'.") from None
+        name = field_path(err["loc"])
+        auto = any(e["type"] == "literal_error" and e.get("ctx", {}).get("expected") == "'auto'"
+                   for e in exc.errors() if field_path(e["loc"]) == name)
+        raise HyperparameterError(name, f"Hyperparameter '{name}': {err['msg']}"
+                                  + (' (or "auto")' if auto else "") + ".") from None
+
+
+def resolve(hp: Hyperparameters, *, train_rows: int, val_rows: int = 0,
+            model_parameters: int | None = None) -> ResolvedHyperparameters:
+    """Replace every ``"auto"`` and check the rules that span fields; ``model_parameters`` (None:
+    unknown) decides ``gradient_checkpointing: "auto"``."""
     batch = hp.batch_size if hp.batch_size != "auto" else max(1, min(16, train_rows))
+    if batch % hp.gradient_accumulation_steps:
+        raise HyperparameterError(
+            "gradient_accumulation_steps", f"gradient_accumulation_steps ({hp.gradient_accumulation_steps}) must "
+            f"divide batch_size ({batch}{', from auto' if hp.batch_size == 'auto' else ''}): each micro-batch "
+            "holds whole prompts.")
+    if hp.min_pixels > hp.max_pixels:
+        raise HyperparameterError("min_pixels", f"min_pixels ({hp.min_pixels}) must not exceed max_pixels "
+                                  f"({hp.max_pixels}).")
     steps_per_epoch = max(1, math.ceil(train_rows / batch))
     if hp.n_epochs != "auto":
         epochs = hp.n_epochs
@@ -87,14 +187,22 @@ def resolve(hp: Hyperparameters, *, train_rows: int, val_rows: int = 0) -> dict:
     else:
         epochs = min(50, max(1, math.ceil(200 / steps_per_epoch)))
     max_steps = hp.max_steps if hp.max_steps != "auto" else steps_per_epoch * epochs
+    if max_steps > MAX_STEPS:
+        raise HyperparameterError("n_epochs", f"{epochs} epochs of {steps_per_epoch} steps is {max_steps} steps; "
+                                  f"at most {MAX_STEPS} — lower n_epochs or set max_steps.")
     multiplier = hp.learning_rate_multiplier if hp.learning_rate_multiplier != "auto" else 1.0
     lr = hp.learning_rate if hp.learning_rate != "auto" else BASE_LEARNING_RATE * multiplier
     ckpt = hp.checkpoint_interval if hp.checkpoint_interval != "auto" else max(1, math.ceil(max_steps / 4))
-    eval_interval = hp.eval_interval if hp.eval_interval != "auto" else ckpt
-    eval_samples = hp.eval_samples if hp.eval_samples != "auto" else min(val_rows, 64)
-    out = hp.model_dump()
-    out.update(
-        batch_size=batch, n_epochs=epochs, max_steps=max_steps, learning_rate_multiplier=multiplier,
-        learning_rate=lr, checkpoint_interval=ckpt, eval_interval=eval_interval, eval_samples=eval_samples,
+    checkpointing = hp.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = model_parameters is None or model_parameters > LARGE_MODEL_PARAMETERS
+    fixed = hp.model_dump(include=set(_Fixed.model_fields))
+    return ResolvedHyperparameters(
+        **fixed, batch_size=batch, n_epochs=epochs, max_steps=max_steps, learning_rate_multiplier=multiplier,
+        learning_rate=lr, checkpoint_interval=ckpt,
+        eval_interval=hp.eval_interval if hp.eval_interval != "auto" else ckpt,
+        eval_samples=min(val_rows, hp.eval_samples if hp.eval_samples != "auto" else 64),
+        gradient_checkpointing=checkpointing,
+        lora=ResolvedLora(r=hp.lora.r, alpha=hp.lora.alpha, dropout=hp.lora.dropout,
+                          target_modules=list(hp.lora.target_modules or DEFAULT_LORA_TARGETS)),
     )
-    return out

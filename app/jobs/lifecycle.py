@@ -1,9 +1,12 @@
 """The worker's side of a job's life, as conditional updates (no torch here; the reconciler and the
 embedded worker use these too).
 
-Claim, then work: a job is ours only if our UPDATE moved it out of ``queued``; every later write is
-conditional on ``status='running' AND worker_id=<us>``, so a worker that lost its lease (the
-reconciler gave the job to someone else, or the user cancelled) cannot overwrite anything.
+Claim, then work: a job is ours only if our UPDATE moved it out of ``queued``; every later write —
+progress, events, rollouts, checkpoint rows, evaluation metrics, the end state — is conditional on
+``status='running' AND worker_id=<us>``, so a worker that lost its lease (the reconciler gave the
+job to someone else, or the user cancelled) cannot overwrite anything. Writes other than a status
+change start with that check as an UPDATE (``heartbeat``): it locks the job's row until the
+transaction commits, so the job cannot change hands between the check and the write.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from sqlalchemy.orm import Session
 from app.db import now
 from app.jobs.models import Checkpoint, Job, JobEvent, Rollout
 from app.jobs.service import add_event
+from app.jobs.status import JobErrorCode, JobStatus, sources
 
 
 def claim(session: Session, job_id: str, worker_id: str) -> bool:
     ts = now()
     result = session.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(status="running", attempt=Job.attempt + 1, worker_id=worker_id, heartbeat_at=ts,
+        .where(Job.id == job_id, Job.status.in_(sources(JobStatus.RUNNING)))
+        .values(status=JobStatus.RUNNING, attempt=Job.attempt + 1, worker_id=worker_id, heartbeat_at=ts,
                 started_at=sa.func.coalesce(Job.started_at, ts), control_request=None)
     )
     return result.rowcount == 1
@@ -29,11 +33,12 @@ def claim(session: Session, job_id: str, worker_id: str) -> bool:
 
 def next_queued(session: Session) -> str | None:
     """Oldest queued job (the embedded worker's queue is the table itself)."""
-    return session.scalar(sa.select(Job.id).where(Job.status == "queued").order_by(Job.enqueued_at, Job.id).limit(1))
+    return session.scalar(sa.select(Job.id).where(Job.status == JobStatus.QUEUED)
+                          .order_by(Job.enqueued_at, Job.id).limit(1))
 
 
 def _ours(job_id: str, worker_id: str):
-    return sa.and_(Job.id == job_id, Job.status == "running", Job.worker_id == worker_id)
+    return sa.and_(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.worker_id == worker_id)
 
 
 def heartbeat(session: Session, job_id: str, worker_id: str, **values) -> bool:
@@ -47,27 +52,31 @@ def stop_reason(session: Session, job_id: str, worker_id: str) -> str | None:
     row = session.execute(
         sa.select(Job.status, Job.worker_id, Job.control_request).where(Job.id == job_id)
     ).first()
-    if row is None or row.status == "cancelled":
+    if row is None or row.status == JobStatus.CANCELLED:
         return "cancel"
-    if row.status != "running" or row.worker_id != worker_id:
+    if row.status != JobStatus.RUNNING or row.worker_id != worker_id:
         return "lost"
     if row.control_request == "pause":
         return "pause"
     return None
 
 
-def finish(session: Session, job_id: str, worker_id: str, **values) -> bool:
+def finish(session: Session, job_id: str, worker_id: str, status: JobStatus, **values) -> bool:
+    """The worker's end of a run: ``succeeded``, or ``paused`` at a checkpoint."""
+    if status not in (JobStatus.SUCCEEDED, JobStatus.PAUSED):  # failing is ``fail``'s, with a code
+        raise ValueError(f"a worker does not finish a job as {status!r}")
     result = session.execute(sa.update(Job).where(_ours(job_id, worker_id))
-                             .values(heartbeat_at=now(), control_request=None, **values))
+                             .values(status=status, heartbeat_at=now(), control_request=None, **values))
     return result.rowcount == 1
 
 
-def fail(session: Session, job_id: str, worker_id: str | None, code: str, message: str) -> bool:
-    cond = Job.id == job_id
-    cond = sa.and_(cond, Job.status == "running", Job.worker_id == worker_id) if worker_id else \
-        sa.and_(cond, Job.status.in_(("queued", "running")))
+def fail(session: Session, job_id: str, worker_id: str | None, code: JobErrorCode, message: str) -> bool:
+    """``worker_id`` None: a job no worker holds (one that could not even be started)."""
+    cond = _ours(job_id, worker_id) if worker_id else \
+        sa.and_(Job.id == job_id, Job.status.in_(sources(JobStatus.FAILED)))
     result = session.execute(sa.update(Job).where(cond).values(
-        status="failed", error_code=code, error_message=message[:4000], finished_at=now(), control_request=None))
+        status=JobStatus.FAILED, error_code=JobErrorCode(code), error_message=message[:4000], finished_at=now(),
+        control_request=None))
     if result.rowcount:
         add_event(session, job_id, f"Job failed ({code}): {message}", level="error")
     return result.rowcount == 1
@@ -78,9 +87,11 @@ def latest_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
                           .order_by(Checkpoint.step.desc()).limit(1))
 
 
-def forget_after(session: Session, job_id: str, step: int) -> int:
+def forget_after(session: Session, job_id: str, worker_id: str, step: int) -> int | None:
     """Drop metrics and rollouts of steps after ``step``: a lost worker's steps that never reached a
-    checkpoint are re-run, and the log must not show a step twice."""
+    checkpoint are re-run, and the log must not show a step twice. None: not ours, nothing dropped."""
+    if not heartbeat(session, job_id, worker_id, step=step):
+        return None
     step_of = JobEvent.data["step"].as_integer()
     removed = session.execute(sa.delete(JobEvent).where(
         JobEvent.job_id == job_id, JobEvent.type == "metrics", step_of > step)).rowcount or 0
@@ -88,43 +99,66 @@ def forget_after(session: Session, job_id: str, step: int) -> int:
     return removed
 
 
-def requeue_stale(session: Session, *, stale_before: float, max_attempts: int) -> list[tuple[str, str]]:
+def requeue_stale(session: Session, *, stale_before: float, max_attempts: int) -> list[tuple[str, JobStatus]]:
     """Running jobs whose heartbeat stopped: back to ``queued`` (resume from the last checkpoint) while
     attempts remain, else ``failed``. Returns [(job_id, new_status)]."""
     stale = session.execute(
-        sa.select(Job.id, Job.attempt).where(Job.status == "running", Job.heartbeat_at < stale_before)
+        sa.select(Job.id, Job.attempt).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < stale_before)
         .with_for_update(skip_locked=True)
     ).all()
     changed = []
     for job_id, attempt in stale:
+        still_running = sa.and_(Job.id == job_id, Job.status == JobStatus.RUNNING)
         if attempt >= max_attempts:
-            session.execute(sa.update(Job).where(Job.id == job_id, Job.status == "running").values(
-                status="failed", error_code="internal", finished_at=now(),
+            session.execute(sa.update(Job).where(still_running).values(
+                status=JobStatus.FAILED, error_code=JobErrorCode.INTERNAL, finished_at=now(),
                 error_message=f"The worker stopped responding {attempt} times; giving up."))
             add_event(session, job_id, f"Worker lost {attempt} times; job failed", level="error")
-            changed.append((job_id, "failed"))
+            changed.append((job_id, JobStatus.FAILED))
         else:
-            session.execute(sa.update(Job).where(Job.id == job_id, Job.status == "running").values(
-                status="queued", worker_id=None, enqueued_at=now()))
+            session.execute(sa.update(Job).where(still_running).values(
+                status=JobStatus.QUEUED, worker_id=None, enqueued_at=now()))
             add_event(session, job_id, "Worker stopped responding; job re-queued to resume from its last checkpoint",
                       level="warn")
-            changed.append((job_id, "queued"))
+            changed.append((job_id, JobStatus.QUEUED))
     return changed
 
 
 def queued_jobs(session: Session, *, enqueued_before: float) -> list[str]:
-    return list(session.scalars(sa.select(Job.id).where(Job.status == "queued", Job.enqueued_at < enqueued_before)))
+    return list(session.scalars(sa.select(Job.id).where(Job.status == JobStatus.QUEUED,
+                                                        Job.enqueued_at < enqueued_before)))
 
 
-def add_rollouts(session: Session, job_id: str, step: int, rollouts: list[dict]) -> None:
-    session.add_all([Rollout(job_id=job_id, step=step, data=r) for r in rollouts])
+def record_progress(session: Session, job_id: str, worker_id: str, *, events: list[dict],
+                    rollouts: list[tuple[int, list[dict]]], **progress) -> bool:
+    """Buffered metrics events and rollouts plus the progress fields, in one owned transaction."""
+    if not heartbeat(session, job_id, worker_id, **progress):
+        return False
+    for ev in events:
+        add_event(session, job_id, ev["message"], type=ev["type"], data=ev["data"])
+    session.add_all([Rollout(job_id=job_id, step=step, data=r) for step, rows in rollouts for r in rows])
+    return True
 
 
-def record_checkpoint(session: Session, *, checkpoint_id: str, job_id: str, step: int, storage_key: str,
-                      state_key: str | None, metrics: dict) -> None:
+def record_checkpoint(session: Session, *, worker_id: str, checkpoint_id: str, job_id: str, step: int,
+                      storage_key: str, state_key: str | None, metrics: dict) -> bool:
+    if not heartbeat(session, job_id, worker_id):
+        return False
     existing = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step))
     if existing is not None:  # a resumed run reached the same step again: keep one row, newest files
         existing.storage_key, existing.state_key, existing.metrics = storage_key, state_key, metrics
-        return
-    session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=step, storage_key=storage_key,
-                           state_key=state_key, metrics=metrics))
+    else:
+        session.add(Checkpoint(id=checkpoint_id, job_id=job_id, step=step, storage_key=storage_key,
+                               state_key=state_key, metrics=metrics))
+    add_event(session, job_id, f"Checkpoint saved at step {step}")
+    return True
+
+
+def record_eval_metrics(session: Session, job_id: str, worker_id: str, step: int, metrics: dict) -> bool:
+    """Merge an evaluation's ``valid_*`` figures into the checkpoint of that step, if there is one."""
+    if not heartbeat(session, job_id, worker_id):
+        return False
+    ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step))
+    if ck is not None:
+        ck.metrics = {**(ck.metrics or {}), **metrics}
+    return True

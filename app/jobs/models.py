@@ -21,7 +21,7 @@ class Job(Base):
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(sa.String(256))
-    status: Mapped[str] = mapped_column(sa.String(24))
+    status: Mapped[str] = mapped_column(sa.String(24))  # an app.jobs.status.JobStatus
     training_file_id: Mapped[str] = mapped_column(sa.ForeignKey("files.id"))
     validation_file_id: Mapped[str | None] = mapped_column(sa.ForeignKey("files.id"), nullable=True)
     suffix: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
@@ -29,9 +29,10 @@ class Job(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", sa.JSON, nullable=True)
     # the method as accepted (grader normalised) and the hyperparameters with "auto" still visible
     method: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
-    # what the worker actually trained with, after resolving "auto"
+    # what the worker trains with: app.jobs.hyperparameters.ResolvedHyperparameters as JSON
     resolved_hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    dry_run_samples: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # rows a dry run samples
     dry_run_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
     # cancel | pause, set by the API while running, honoured by the worker between steps
@@ -48,7 +49,7 @@ class Job(Base):
     adapter_key: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
     latest_reward: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
 
-    error_code: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # an app.jobs.status.JobErrorCode
     error_message: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     error_param: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
 

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs.models import Checkpoint, Job, JobEvent
+from app.jobs.status import JobStatus
+
+# strict: no "4" for an int or "true" for a bool (a typo'd client should hear about it, not be guessed)
+_STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ReinforcementMethod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     grader: dict[str, Any]
     hyperparameters: dict[str, Any] | None = None
 
 
 class Method(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     type: Literal["reinforcement"]
     reinforcement: ReinforcementMethod
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     model: str = Field(min_length=1, max_length=256)
     training_file: str
@@ -33,13 +38,16 @@ class JobCreate(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
     method: Method
-    integrations: list[Any] | None = None
+    # no integration (W&B) is implemented: a non-empty list is a 422 naming it, never accepted and dropped
+    integrations: list[Any] | None = Field(default=None, max_length=0, description="Not supported: omit, null or [].")
     # vrft: sample, grade and time a few steps' worth of rollouts instead of training
     dry_run: bool = False
     dry_run_samples: int = Field(default=8, ge=1, le=256)
 
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+def _finite(value: float | None) -> float | None:
+    """A worker-written float as JSON can carry it (a diverged step's NaN renders as null, not a 500)."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def job_object(job: Job, *, queue_position: int | None = None) -> dict:
@@ -75,10 +83,11 @@ def job_object(job: Job, *, queue_position: int | None = None) -> dict:
         "estimated_finish": int(job.estimated_finish) if job.estimated_finish else None,
         # vrft
         "progress": {"step": job.step, "total_steps": job.total_steps},
-        "queue_position": queue_position if job.status == "queued" else None,
-        "latest_reward": job.latest_reward,
+        "queue_position": queue_position if job.status == JobStatus.QUEUED else None,
+        "latest_reward": _finite(job.latest_reward),
         "attempt": job.attempt,
         "dry_run": job.dry_run,
+        "dry_run_samples": job.dry_run_samples,
         "dry_run_report": job.dry_run_report,
         "resolved_hyperparameters": job.resolved_hyperparameters,
     }

@@ -1,9 +1,10 @@
 """Jobs: create (validate everything a worker would trip on, up front), read, control.
 
-Statuses: validating_files → queued → running → succeeded | failed | cancelled, plus paused.
-The API changes status only where no worker is involved (cancel/pause a queued job, resume a paused
-one); a running job gets a ``control_request`` the worker honours between steps — except cancel,
-which flips the status at once (the worker sees it at its next step and stops, keeping checkpoints).
+Statuses (``app.jobs.status``): queued → running → succeeded | failed | cancelled, plus paused.
+A job is created ``queued``: its files are already ``processed``. The API changes status only where
+no worker is involved (cancel/pause a queued job, resume a paused one); a running job gets a
+``control_request`` the worker honours between steps — except cancel, which flips the status at
+once (the worker sees it at its next step and stops, keeping checkpoints).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import random
 
 import sqlalchemy as sa
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app import catalog
@@ -22,7 +22,8 @@ from app.files.models import File
 from app.ids import new_id
 from app.jobs import hyperparameters as hparams
 from app.jobs.models import Checkpoint, Job, JobEvent
-from app.jobs.schemas import TERMINAL, JobCreate
+from app.jobs.schemas import JobCreate
+from app.jobs.status import JobStatus, can_move
 from app.pagination import check_limit, page
 
 HP_PARAM = "method.reinforcement.hyperparameters"
@@ -49,18 +50,10 @@ def _usable_file(session: Session, project_id: str, file_id: str, param: str) ->
     return file
 
 
-def _parse_hyperparameters(raw: dict | None) -> hparams.Hyperparameters:
-    try:
-        return hparams.check(hparams.Hyperparameters.model_validate(raw or {}))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            raise ServiceError(ErrorCode.UNKNOWN_FIELD, f"Unknown hyperparameter '{loc}'.", f"{HP_PARAM}.{loc}") from exc
-        raise ServiceError(ErrorCode.INVALID_HYPERPARAMETER, f"Hyperparameter '{loc}': {err['msg']}.",
-                           f"{HP_PARAM}.{loc}") from exc
-    except ValueError as exc:
-        raise ServiceError(ErrorCode.INVALID_HYPERPARAMETER, str(exc), HP_PARAM) from exc
+def _hyperparameter_error(exc: hparams.HyperparameterError) -> ServiceError:
+    unknown = isinstance(exc, hparams.UnknownHyperparameter)
+    code = ErrorCode.UNKNOWN_FIELD if unknown else ErrorCode.INVALID_HYPERPARAMETER
+    return ServiceError(code, exc.message, f"{HP_PARAM}.{exc.name}")
 
 
 def _check_grader(grader: dict, settings: Settings, files: list[File], model: str) -> dict:
@@ -92,30 +85,32 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
     if req.validation_file:
         val = _usable_file(session, project_id, req.validation_file, "validation_file")
         files.append(val)
-    hp = _parse_hyperparameters(req.method.reinforcement.hyperparameters)
-    grader = _check_grader(req.method.reinforcement.grader, settings, files, req.model)
-
     train_rows = (train.report or {}).get("rows_valid", 0)
     val_rows = (val.report or {}).get("rows_valid", 0) if val else 0
-    resolved = hparams.resolve(hp, train_rows=train_rows, val_rows=val_rows)
+    try:  # every rule is checked here, before a row is written
+        hp = hparams.parse(req.method.reinforcement.hyperparameters)
+        resolved = hparams.resolve(hp, train_rows=train_rows, val_rows=val_rows,
+                                   model_parameters=catalog.parameter_count(settings, req.model))
+    except hparams.HyperparameterError as exc:
+        raise _hyperparameter_error(exc) from None
+    grader = _check_grader(req.method.reinforcement.grader, settings, files, req.model)
     method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hp.model_dump()}}
     ts = now()
     job = Job(
-        id=new_id("ftjob"), project_id=project_id, model=req.model, status="queued",
+        id=new_id("ftjob"), project_id=project_id, model=req.model, status=JobStatus.QUEUED,
         training_file_id=train.id, validation_file_id=val.id if val else None, suffix=req.suffix,
         seed=req.seed if req.seed is not None else random.randrange(2**31), metadata_=req.metadata,
-        method=method, resolved_hyperparameters=resolved, dry_run=req.dry_run,
-        total_steps=0 if req.dry_run else resolved["max_steps"], step=0, created_at=ts, enqueued_at=ts,
+        method=method, resolved_hyperparameters=resolved.model_dump(mode="json"), dry_run=req.dry_run,
+        dry_run_samples=req.dry_run_samples if req.dry_run else None,
+        total_steps=0 if req.dry_run else resolved.max_steps, step=0, created_at=ts, enqueued_at=ts,
     )
-    if req.dry_run:
-        job.resolved_hyperparameters = {**resolved, "dry_run_samples": req.dry_run_samples}
     session.add(job)
     session.flush()
     add_event(session, job.id, f"Created fine-tuning job: {job.id}")
     add_event(session, job.id, "Validated training and validation files" if val else "Validated training file")
     add_event(session, job.id, "Dry run queued: sampling and grading, no training" if req.dry_run
-              else f"Job queued: {resolved['max_steps']} steps of {resolved['batch_size']} prompts × "
-                   f"{resolved['group_size']} completions")
+              else f"Job queued: {resolved.max_steps} steps of {resolved.batch_size} prompts × "
+                   f"{resolved.group_size} completions")
     session.flush()
     return job
 
@@ -128,19 +123,6 @@ def get_job(session: Session, *, project_id: str, job_id: str, for_update: bool 
     if job is None:
         raise ServiceError(ErrorCode.JOB_NOT_FOUND, f"No fine-tuning job with id {job_id!r}.")
     return job
-
-
-def queue_position(session: Session, job: Job) -> int | None:
-    """1-based place among all queued jobs (the GPUs are shared by every project)."""
-    if job.status != "queued":
-        return None
-    ahead = session.scalar(
-        sa.select(sa.func.count()).select_from(Job).where(
-            Job.status == "queued",
-            sa.tuple_(Job.enqueued_at, Job.id) < sa.tuple_(job.enqueued_at or job.created_at, job.id),
-        )
-    )
-    return int(ahead or 0) + 1
 
 
 def list_jobs(session: Session, *, project_id: str, after: str | None, limit: int, status: str | None = None):
@@ -156,9 +138,9 @@ def _illegal(job: Job, action: str) -> ServiceError:
 
 def cancel_job(session: Session, *, project_id: str, job_id: str) -> Job:
     job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
-    if job.status in TERMINAL:
+    if not can_move(job.status, JobStatus.CANCELLED):
         raise _illegal(job, "cancel")
-    job.status = "cancelled"
+    job.status = JobStatus.CANCELLED
     job.control_request = None
     job.finished_at = now()
     add_event(session, job.id, "Job cancelled by user; checkpoints are kept")
@@ -168,13 +150,13 @@ def cancel_job(session: Session, *, project_id: str, job_id: str) -> Job:
 
 def pause_job(session: Session, *, project_id: str, job_id: str) -> Job:
     job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
-    if job.dry_run or job.status not in ("queued", "running", "validating_files"):
+    if job.dry_run or not can_move(job.status, JobStatus.PAUSED):
         raise _illegal(job, "pause")
-    if job.status == "running":
+    if job.status == JobStatus.RUNNING:
         job.control_request = "pause"  # the worker checkpoints, then sets 'paused'
         add_event(session, job.id, "Pause requested; the worker pauses after writing a checkpoint")
     else:
-        job.status = "paused"
+        job.status = JobStatus.PAUSED
         add_event(session, job.id, "Job paused before it started")
     session.flush()
     return job
@@ -182,9 +164,9 @@ def pause_job(session: Session, *, project_id: str, job_id: str) -> Job:
 
 def resume_job(session: Session, *, project_id: str, job_id: str) -> Job:
     job = get_job(session, project_id=project_id, job_id=job_id, for_update=True)
-    if job.status != "paused":
+    if job.status != JobStatus.PAUSED:  # (running → queued is the reconciler's, not the user's)
         raise _illegal(job, "resume")
-    job.status = "queued"
+    job.status = JobStatus.QUEUED
     job.control_request = None
     job.enqueued_at = now()
     add_event(session, job.id, f"Job resumed; it continues from step {job.step}")

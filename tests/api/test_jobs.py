@@ -1,3 +1,5 @@
+import json
+
 import sqlalchemy as sa
 
 from tests.factories import job_body, jsonl, upload, visual_rft_rows
@@ -216,3 +218,64 @@ def test_box_graders_take_the_model_familys_coordinates(api_client):
     multi = {"type": "multi", "name": "m", "calculate_output": "iou", "graders": {"iou": {
         "type": "box_iou", "name": "iou", "input": "{{sample.output_text}}", "reference": "{{item.solution}}"}}}
     assert coords("vrft/tiny-qwen2.5-vl", multi)["graders"]["iou"]["coords"] == "pixels_resized"
+
+
+def _hp_body(fid, **hp):
+    body = job_body(fid)
+    body["method"]["reinforcement"]["hyperparameters"].update(hp)
+    return body
+
+
+def test_numbers_that_are_not_numbers_are_422_before_any_row(api_client):
+    """Strict, finite and bounded: each is refused naming its field, and no job row is written (a
+    poisoned row used to make every later job list of the project answer 500)."""
+    fid = _file(api_client)
+    for hp, name in (({"learning_rate": "NaN"}, "learning_rate"), ({"max_steps": 10**12}, "max_steps"),
+                     ({"batch_size": "4"}, "batch_size"), ({"group_size": True}, "group_size"),
+                     ({"lora": {"r": 2**70}}, "lora.r"),
+                     ({"batch_size": 2, "gradient_accumulation_steps": 4}, "gradient_accumulation_steps")):
+        r = api_client.post("/v1/fine_tuning/jobs", json=_hp_body(fid, **hp))
+        assert r.status_code == 422, (hp, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "invalid_hyperparameter"
+        assert err["param"] == f"method.reinforcement.hyperparameters.{name}"
+    # JSON's non-standard NaN / Infinity tokens (Python's json module sends them), and a literal that
+    # parses as infinity
+    for token in ("NaN", "Infinity", "-Infinity", "1e400"):
+        raw = json.dumps(_hp_body(fid)).replace('"max_completion_tokens": 8', f'"learning_rate": {token}, '
+                                                '"max_completion_tokens": 8')
+        r = api_client.post("/v1/fine_tuning/jobs", content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["param"].endswith("learning_rate"), r.text
+    listed = api_client.get("/v1/fine_tuning/jobs")
+    assert listed.status_code == 200 and listed.json()["data"] == []
+
+
+def test_job_fields_are_strict_too(api_client):
+    fid = _file(api_client)
+    for field, value in (("seed", "4"), ("seed", 2**63), ("dry_run", "true"), ("dry_run_samples", True),
+                         ("dry_run_samples", 10**9)):
+        r = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid, **{field: value}))
+        assert r.status_code == 422 and field in (r.json()["error"]["param"] or ""), (field, value, r.text)
+    assert api_client.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+def test_dry_run_samples_live_on_the_job_and_checkpointing_follows_the_model(api_client):
+    job = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client), dry_run=True,
+                                                                dry_run_samples=3)).json()
+    assert job["dry_run_samples"] == 3 and "dry_run_samples" not in job["resolved_hyperparameters"]
+    assert job["resolved_hyperparameters"]["gradient_checkpointing"] is False  # the tiny model: ~0.2 M parameters
+    body = _hp_body(_file(api_client), gradient_checkpointing=True)
+    assert api_client.post("/v1/fine_tuning/jobs", json=body).json()["resolved_hyperparameters"][
+        "gradient_checkpointing"] is True
+
+
+def test_a_job_with_a_non_finite_worker_figure_still_renders(api_client, db_session):
+    """A diverged step can report NaN; the job and its list must still render (as null)."""
+    from app.jobs.models import Job
+
+    jid = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client))).json()["id"]
+    db_session.execute(sa.update(Job).where(Job.id == jid).values(latest_reward=float("nan")))
+    db_session.commit()
+    listed = api_client.get("/v1/fine_tuning/jobs")
+    assert listed.status_code == 200 and listed.json()["data"][0]["latest_reward"] is None
+    assert api_client.get(f"/v1/fine_tuning/jobs/{jid}").status_code == 200

@@ -1,6 +1,7 @@
 """How rollouts and evaluations are shaped for the dashboard (pure functions of workers.job_hooks)."""
 
-from workers.job_hooks import box_task, drawn_boxes, eval_event_data
+from app.jobs.metrics import eval_event
+from workers.job_hooks import box_task, drawn_boxes
 
 DETECT = {"type": "visual_rft", "name": "det", "task": "detection"}
 SIZES = {"image_size": [224, 112], "resized_image_size": [112, 56]}
@@ -43,7 +44,7 @@ def test_only_box_graders_draw():
 
 
 def test_eval_data_names_the_task_metric():
-    data = eval_event_data(0, {"reward_mean": 0.25, "rewards": {"iou": 0.1}, "map": 0.05, "samples": []})
+    data = eval_event(0, {"reward_mean": 0.25, "rewards": {"iou": 0.1}, "map": 0.05, "samples": []})
     assert data == {"step": 0, "eval": True, "valid_reward_mean": 0.25, "valid_rewards": {"iou": 0.1},
                     "valid_metric_name": "map", "valid_metric": 0.05, "valid_map": 0.05}
-    assert "valid_metric" not in eval_event_data(3, {"reward_mean": 1.0, "rewards": {}})
+    assert "valid_metric" not in eval_event(3, {"reward_mean": 1.0, "rewards": {}})

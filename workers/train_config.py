@@ -1,0 +1,35 @@
+"""A job → the trainer's ``TrainConfig``, field for field: the one place the API's vocabulary
+(``ResolvedHyperparameters``, checked when the job was created) meets the trainer's.
+
+Nothing here has a default or a cast of its own: every value is the job's, or the worker's (where
+files go). Trainer knobs a job does not expose (device, dtype, clip ε, warm-up, the rollout engine)
+keep ``TrainConfig``'s own values.
+"""
+
+from __future__ import annotations
+
+from app.jobs.hyperparameters import ResolvedHyperparameters
+from workers.training.config import TrainConfig
+
+
+def eval_task(grader: dict) -> str | None:
+    """The task metric evaluation reports: the ``visual_rft`` preset's task, else none."""
+    return grader.get("task") if grader.get("type") == "visual_rft" else None
+
+
+def train_config(hp: ResolvedHyperparameters, *, model: str, seed: int, grader: dict, model_cache_dir: str,
+                 output_dir: str, resume_from: str | None) -> TrainConfig:
+    return TrainConfig(
+        model=model, model_cache_dir=model_cache_dir, output_dir=output_dir, seed=seed,
+        min_pixels=hp.min_pixels, max_pixels=hp.max_pixels,
+        prompts_per_step=hp.batch_size, grad_accum=hp.gradient_accumulation_steps,
+        max_steps=hp.max_steps, n_epochs=hp.n_epochs,
+        group_size=hp.group_size, beta=hp.beta, loss_type=hp.loss_type, scale_rewards=hp.scale_rewards,
+        num_iterations=hp.num_iterations,
+        temperature=hp.temperature, top_p=hp.top_p, max_completion_tokens=hp.max_completion_tokens,
+        learning_rate=hp.learning_rate,
+        lora_r=hp.lora.r, lora_alpha=hp.lora.alpha, lora_dropout=hp.lora.dropout,
+        lora_target_modules=tuple(hp.lora.target_modules), gradient_checkpointing=hp.gradient_checkpointing,
+        checkpoint_interval=hp.checkpoint_interval, eval_interval=hp.eval_interval,
+        eval_samples=hp.eval_samples, eval_task=eval_task(grader), resume_from=resume_from,
+    )
