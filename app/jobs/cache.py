@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from app.jobs.models import Job
+from app.jobs.status import JobStatus
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,12 @@ class JobCache:
     def queue_position(self, session: Session, job: Job) -> int | None:
         """The job's 1-based place among all queued jobs of every project (they share the GPUs); the
         one place a queue position is computed."""
-        if job.status != "queued":
+        if job.status != JobStatus.QUEUED:
             return None
         stamp, positions = self._positions
         if stamp < time.monotonic() or job.id not in positions:
-            ids = session.scalars(sa.select(Job.id).where(Job.status == "queued").order_by(Job.enqueued_at, Job.id))
+            ids = session.scalars(sa.select(Job.id).where(Job.status == JobStatus.QUEUED)
+                                  .order_by(Job.enqueued_at, Job.id))
             positions = {jid: i + 1 for i, jid in enumerate(ids)}
             self._positions = (time.monotonic() + self.ttl_s, positions)
         return positions.get(job.id)

@@ -24,7 +24,7 @@ from app.jobs.cache import job_cache
 from app.jobs.models import Job
 from app.jobs.responses import JobCheckpointList, JobEventList, JobList, JobObject, RolloutList
 from app.jobs.schemas import JobCreate, checkpoint_object, event_object, job_object
-from app.jobs.status import TERMINAL
+from app.jobs.status import TERMINAL, JobStatus
 from app.params import EVENT_ID_PATTERN, IDEMPOTENCY_KEY, INT32_MAX, cursor_query, id_path, limit_query, name_query
 from app.queue import enqueue_job
 from app.storage import get_store
@@ -35,7 +35,7 @@ _TAR = {200: {"content": {"application/x-tar": {}}, "description": "The adapter 
 
 
 def _poll_interval(job: Job) -> int:
-    return get_settings().poll_interval_ms * (2 if job.status in ("queued", "paused") else 1)
+    return get_settings().poll_interval_ms * (2 if job.status in (JobStatus.QUEUED, JobStatus.PAUSED) else 1)
 
 
 def _render(session: Session, job: Job, response: Response) -> dict:
