@@ -21,6 +21,7 @@ class Reply:
     status: int = 200
     body: bytes = b"{}"
     headers: dict = field(default_factory=lambda: {"Content-Type": "application/json"})
+    cut_after: int | None = None  # announce the whole body, send this many bytes, drop the connection
 
 
 class StubServer:
@@ -62,6 +63,12 @@ class StubServer:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
+                if reply.cut_after is not None:
+                    self.wfile.write(reply.body[: reply.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 self.wfile.write(reply.body)
 
             do_GET = do_POST = do_DELETE = do_PUT = _serve

@@ -230,6 +230,42 @@ def test_adapter_redirect_drops_authorization_for_the_other_host(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["j-adapter.tar", "unpacked"]
 
 
+def test_async_adapter_download_follows_the_redirect_and_retries_the_storage_host(tmp_path):
+    """The async download: a 503 from the storage host is retried (the shared retry plan), the
+    redirect target never sees our key, and a body cut short leaves no partial file behind."""
+    blob = _tar_bytes()
+    s3_calls = []
+
+    def s3_handler(seen):
+        s3_calls.append(seen)
+        if len(s3_calls) == 1:
+            return Reply(503, b"slow down", {"Content-Type": "text/plain"})
+        return Reply(200, blob, {"Content-Type": "application/x-tar",
+                                 "Content-Disposition": 'attachment; filename="j-adapter.tar"'})
+
+    async def download(url, dest, **kw):
+        client = vrft.AsyncClient(api_key="secret-key", base_url=url)
+        client.sleep = lambda s: asyncio.sleep(0)  # type: ignore[method-assign]
+        try:
+            return await client.jobs.download_adapter("ftjob-1", dest, **kw)
+        finally:
+            await client.close()
+
+    with StubServer(s3_handler) as s3:
+        with StubServer(lambda s: Reply(307, b"", {"Location": f"{s3.url}/bucket/key"})) as server:
+            folder = asyncio.run(download(server.url, tmp_path / "unpacked", extract=True))
+        assert len(s3_calls) == 2 and all("authorization" not in r.headers for r in s3.requests)
+    assert (folder / "adapter_config.json").read_text() == '{"r": 4}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unpacked"]  # the temporary .tar is gone
+
+    # a body shorter than its Content-Length: the download fails and leaves nothing half-written
+    short = Reply(200, blob, {"Content-Type": "application/x-tar"}, cut_after=100)
+    with StubServer(lambda s: short) as server:
+        with pytest.raises(httpx.HTTPError):
+            asyncio.run(download(server.url, tmp_path / "cut.tar"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unpacked"]
+
+
 def test_safe_extract_refuses_escaping_members(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

@@ -44,6 +44,7 @@ JobRef = str | FineTuningJob
 CheckpointRef = str | int | Checkpoint | None
 PathLike = str | os.PathLike[str]
 DEFAULT_POLL_S = 2.0
+DOWNLOAD_CHUNK = 1024 * 1024
 MAX_STREAM_RECONNECTS = 5
 
 
@@ -84,6 +85,45 @@ def _download_targets(jid: str, dest: PathLike | None, extract: bool,
         os.close(fd)
         return Path(tmp), folder
     return resolve_dest(dest, name), None
+
+
+class _AdapterFile:
+    """Where one adapter download is written, for the sync and the async download alike: a ``.part``
+    file renamed into place when complete, or a temporary ``.tar`` unpacked into the ``extract``
+    folder. Leaving the ``with`` block by an exception removes the partial file."""
+
+    def __init__(self, jid: str, dest: PathLike | None, extract: bool, response: httpx.Response,
+                 progress: bool | Progress):
+        self.out, self.folder = _download_targets(jid, dest, extract, response)
+        name = self.out.name if self.folder is None else self.folder.name
+        self.bar = Progress(f"download {name}", _size(response)) if progress is True else (progress or None)
+        self.part = self.out if self.folder is not None else self.out.with_name(self.out.name + ".part")
+
+    def __enter__(self) -> _AdapterFile:
+        self._fh = open(self.part, "wb")
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._fh.write(chunk)
+        if self.bar is not None:
+            self.bar.advance(len(chunk))
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._fh.close()
+        if self.bar is not None:
+            self.bar.close()
+        if exc_type is not None:
+            self.part.unlink(missing_ok=True)
+
+    def finish(self) -> Path:
+        """The downloaded file in place, or the folder it was unpacked into."""
+        if self.folder is None:
+            self.part.replace(self.out)
+            return self.out
+        try:
+            return safe_extract(self.part, self.folder)
+        finally:
+            self.part.unlink(missing_ok=True)
 
 
 def _size(response: httpx.Response) -> int | None:
@@ -257,30 +297,10 @@ class Jobs:
         """
         jid = job_id(job)
         path = _adapter_path(jid, self._checkpoint_id(jid, checkpoint))
-        with self._client.download(path) as response:
-            out, folder = _download_targets(jid, dest, extract, response)
-            bar = Progress(f"download {out.name if folder is None else folder.name}", _size(response)) \
-                if progress is True else (progress or None)
-            part = out if folder is not None else out.with_name(out.name + ".part")
-            try:
-                with open(part, "wb") as fh:
-                    for chunk in response.iter_bytes(1024 * 1024):
-                        fh.write(chunk)
-                        if bar is not None:
-                            bar.advance(len(chunk))
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
-        if folder is None:
-            part.replace(out)
-            return out
-        try:
-            return safe_extract(part, folder)
-        finally:
-            part.unlink(missing_ok=True)
+        with self._client.download(path) as response, _AdapterFile(jid, dest, extract, response, progress) as target:
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                target.write(chunk)
+        return target.finish()
 
 
 class AsyncJobs:
@@ -445,26 +465,7 @@ class AsyncJobs:
         jid = job_id(job)
         path = _adapter_path(jid, await self._checkpoint_id(jid, checkpoint))
         async with self._client.download(path) as response:
-            out, folder = _download_targets(jid, dest, extract, response)
-            bar = Progress(f"download {out.name if folder is None else folder.name}", _size(response)) \
-                if progress is True else (progress or None)
-            part = out if folder is not None else out.with_name(out.name + ".part")
-            try:
-                with open(part, "wb") as fh:
-                    async for chunk in response.aiter_bytes(1024 * 1024):
-                        fh.write(chunk)
-                        if bar is not None:
-                            bar.advance(len(chunk))
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
-        if folder is None:
-            part.replace(out)
-            return out
-        try:
-            return safe_extract(part, folder)
-        finally:
-            part.unlink(missing_ok=True)
+            with _AdapterFile(jid, dest, extract, response, progress) as target:
+                async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                    target.write(chunk)
+        return target.finish()
