@@ -27,7 +27,7 @@ import httpx
 from pydantic import BaseModel
 
 from vrft._version import __version__
-from vrft.errors import APIConnectionError, APITimeoutError, make_status_error
+from vrft.errors import APIConnectionError, APITimeoutError, _has_request, make_status_error
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
@@ -35,6 +35,8 @@ DEFAULT_MAX_RETRIES = 2
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 8.0
 MAX_RETRY_AFTER = 60.0
+MAX_REDIRECTS = 5
+ACCEPT_ANY = {"Accept": "*/*"}  # downloads: whatever the file is
 
 M = TypeVar("M", bound=BaseModel)
 Body = bytes | Iterable[bytes] | None
@@ -211,6 +213,15 @@ class BaseClient:
                                       content=content, headers=headers, timeout=timeout)
 
         return self.retry_plan(build)
+
+    def redirect_target(self, response: httpx.Response, hops: int) -> tuple[httpx.URL, bool]:
+        """Where a download's redirect points, and whether that is our API (which gets our headers)
+        rather than another host such as a presigned S3 URL (which gets none)."""
+        location = response.headers.get("location")
+        if not location or hops > MAX_REDIRECTS:
+            raise make_status_error(response)
+        target = response.request.url.join(location) if _has_request(response) else httpx.URL(location)
+        return target, same_origin(target, self.base_url)
 
     @staticmethod
     def connection_error(exc: httpx.HTTPError, request: httpx.Request | None) -> APIConnectionError:

@@ -12,6 +12,7 @@ import httpx
 from pydantic import BaseModel
 
 from vrft._base import (
+    ACCEPT_ANY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     BaseClient,
@@ -19,12 +20,9 @@ from vrft._base import (
     RequestOptions,
     RetryPlan,
     Send,
-    same_origin,
 )
-from vrft.errors import _has_request, make_status_error
 
 M = TypeVar("M", bound=BaseModel)
-MAX_REDIRECTS = 5
 
 
 class Client(BaseClient):
@@ -105,23 +103,19 @@ class Client(BaseClient):
         """GET ``path`` streamed, following redirects. A redirect to another host (a presigned S3 URL)
         is fetched by a separate plain client, so neither our ``Authorization`` header nor an injected
         client's default headers reach that host."""
-        response = self.request(RequestOptions("GET", path, params=params, stream=True,
-                                               headers={"Accept": "*/*"}))
+        response = self.request(RequestOptions("GET", path, params=params, stream=True, headers=ACCEPT_ANY))
         outside: httpx.Client | None = None
         try:
             hops = 0
             while response.is_redirect:
                 hops += 1
-                location = response.headers.get("location")
-                if not location or hops > MAX_REDIRECTS:
-                    raise make_status_error(response)
-                target = response.request.url.join(location) if _has_request(response) else httpx.URL(location)
+                target, ours = self.redirect_target(response, hops)
                 response.close()
-                if same_origin(target, self.base_url):
-                    response = self.request(RequestOptions("GET", str(target), stream=True, headers={"Accept": "*/*"}))
-                    continue
-                outside = outside or httpx.Client(timeout=self.timeout, follow_redirects=True)
-                response = self._plain_get(outside, target)
+                if ours:
+                    response = self.request(RequestOptions("GET", str(target), stream=True, headers=ACCEPT_ANY))
+                else:
+                    outside = outside or httpx.Client(timeout=self.timeout, follow_redirects=True)
+                    response = self._plain_get(outside, target)
             yield response
         finally:
             response.close()
@@ -201,24 +195,19 @@ class AsyncClient(BaseClient):
 
     @contextlib.asynccontextmanager
     async def download(self, path: str, *, params: Mapping[str, Any] | None = None) -> AsyncIterator[httpx.Response]:
-        response = await self.request(RequestOptions("GET", path, params=params, stream=True,
-                                                     headers={"Accept": "*/*"}))
+        response = await self.request(RequestOptions("GET", path, params=params, stream=True, headers=ACCEPT_ANY))
         outside: httpx.AsyncClient | None = None
         try:
             hops = 0
             while response.is_redirect:
                 hops += 1
-                location = response.headers.get("location")
-                if not location or hops > MAX_REDIRECTS:
-                    raise make_status_error(response)
-                target = response.request.url.join(location) if _has_request(response) else httpx.URL(location)
+                target, ours = self.redirect_target(response, hops)
                 await response.aclose()
-                if same_origin(target, self.base_url):
-                    response = await self.request(RequestOptions("GET", str(target), stream=True,
-                                                                 headers={"Accept": "*/*"}))
-                    continue
-                outside = outside or httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
-                response = await self._plain_get(outside, target)
+                if ours:
+                    response = await self.request(RequestOptions("GET", str(target), stream=True, headers=ACCEPT_ANY))
+                else:
+                    outside = outside or httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+                    response = await self._plain_get(outside, target)
             yield response
         finally:
             await response.aclose()
