@@ -11,7 +11,8 @@ from peft import PeftModel
 from tests.training.conftest import FAMILIES
 from tests.training.helpers import byte_value_reward, colour_examples, constant_reward
 from workers.training.config import TrainConfig, read_config_file
-from workers.training.grpo import lr_lambda, train
+from workers.training.grpo import train
+from workers.training.loop import lr_lambda
 from workers.training.hooks import RecordingHooks
 from workers.training.lora import lora_parameters
 from workers.training.model import load_model

@@ -31,6 +31,8 @@ class TrainConfig:
     min_pixels: int = DEFAULT_MIN_PIXELS  # images are resized to within [min_pixels, max_pixels]
     max_pixels: int = DEFAULT_MAX_PIXELS
     seed: int = 0  # seeds python, numpy, torch, the data order and the adapter init
+    init_adapter: str | None = None  # a PEFT adapter folder merged into the base first: start from (and take as
+    #                                  the KL reference) that fine-tuned model — fine-tuning an `ft:` model
 
     # --- data and steps ----------------------------------------------------------------------
     prompts_per_step: int = 2  # prompts per optimizer step (paper: 16); each gets group_size completions

@@ -31,81 +31,22 @@ optimizer → metrics.
 
 from __future__ import annotations
 
-import math
-import random
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from workers.training import algo, engine
-from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
 from workers.training.config import TrainConfig
-from workers.training.data import PromptOrder, check_examples
+from workers.training.data import check_examples
 from workers.training.hooks import bind
 from workers.training.logprobs import completion_logprobs
-from workers.training.lora import attach_lora, load_lora
-from workers.training.model import LoadedModel, load_model
+from workers.training.loop import Run, TrainResult, build_run, run_loop
 from workers.training.rewards import make_reward_fn, score_completions
 from workers.training.rollout import image_features, prepare_prompts, subset
-
-
-@dataclass
-class TrainResult:
-    adapter_dir: Path | None  # final adapter (PEFT format + processor files); None if stopped
-    steps: int  # last completed step
-    metrics: list[dict[str, Any]] = field(default_factory=list)  # per-step metrics of this run
-    stopped: str | None = None  # "cancel" / "pause" when should_stop() ended the run
-    checkpoint_dir: Path | None = None  # last checkpoint written (the pause checkpoint on pause)
-    eval_metrics: dict[str, Any] | None = None  # last evaluation, if any
-    model: Any = field(default=None, repr=False)  # the trained peft model, still in memory (notebooks, tests)
-
-
-@dataclass
-class Run:
-    """What a step needs, built once by `train`."""
-
-    config: TrainConfig
-    loaded: LoadedModel
-    model: Any  # the peft model
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    params: list[torch.nn.Parameter]
-    reward_fn: Any
-    grader_name: str
-    device: torch.device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def total_steps(config: TrainConfig, n_examples: int) -> int:
-    if config.max_steps is not None:
-        return config.max_steps
-    return max(1, math.ceil(config.n_epochs * n_examples / config.prompts_per_step))
-
-
-def lr_lambda(config: TrainConfig, total_updates: int):
-    """Factor on the base lr for optimizer update u (0-based): linear warm-up, then constant/cosine."""
-    warmup = config.warmup_steps
-
-    def factor(u: int) -> float:
-        if u < warmup:
-            return (u + 1) / (warmup + 1)
-        if config.lr_schedule == "constant":
-            return 1.0
-        progress = (u - warmup) / max(1, total_updates - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def _micro_batches(groups: list[int], group_size: int, groups_per_micro: int, device) -> list[torch.Tensor]:
@@ -233,26 +174,6 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
     return metrics, logged
 
 
-def _build_run(config: TrainConfig, grader) -> tuple[Run, dict[str, Any] | None]:
-    reward_fn, grader_name = make_reward_fn(grader)
-    loaded = load_model(config.model, device=config.device, dtype=config.dtype, min_pixels=config.min_pixels,
-                        max_pixels=config.max_pixels, cache_dir=config.model_cache_dir)
-    state = None
-    if config.resume_from:
-        model = load_lora(loaded.model, config.resume_from, trainable=True,
-                          gradient_checkpointing=config.gradient_checkpointing)
-        state = load_state(config.resume_from)
-    else:
-        model = attach_lora(loaded.model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                            target_modules=config.lora_target_modules,
-                            gradient_checkpointing=config.gradient_checkpointing, seed=config.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                                  weight_decay=config.weight_decay)
-    return Run(config, loaded, model, optimizer, None, params, reward_fn, grader_name,  # type: ignore[arg-type]
-               next(model.parameters()).device), state
-
-
 def train(config: TrainConfig, train_data: Sequence[dict[str, Any]],
           val_data: Sequence[dict[str, Any]] | None = None, grader: Any = None, hooks: Any = None) -> TrainResult:
     """Fine-tune `config.model` with Visual-RFT GRPO as a LoRA adapter.
@@ -265,74 +186,16 @@ def train(config: TrainConfig, train_data: Sequence[dict[str, Any]],
         raise ValueError("train() needs a grader: a grader spec dict or a reward_fn(samples, items)")
     hooks = bind(hooks)
     check_examples(train_data)
-    run, state = _build_run(config, grader)
-    steps_total = total_steps(config, len(train_data))
-    run.scheduler = torch.optim.lr_scheduler.LambdaLR(
-        run.optimizer, lr_lambda(config, steps_total * config.num_iterations))
-    step, cursor, elapsed_before = 0, 0, 0.0
-    if state is not None:
-        run.optimizer.load_state_dict(state["optimizer"])
-        run.scheduler.load_state_dict(state["scheduler"])
-        step, cursor, elapsed_before = state["step"], state["cursor"], state.get("elapsed_s", 0.0)
-        set_rng_state(state["rng"])  # after the model is built: continue the very same random stream
-    else:
-        seed_everything(config.seed)
-    order = PromptOrder(len(train_data), config.seed)
-    history: list[dict[str, Any]] = []
-    last_ckpt: Path | None = None
-    eval_metrics = None
-    started = time.perf_counter()
+    reward_fn, grader_name = make_reward_fn(grader)
+    run, state = build_run(config)
+    run.reward_fn, run.grader_name = reward_fn, grader_name
 
-    def checkpoint(metrics: dict[str, Any]) -> Path:
-        path = save_checkpoint(checkpoint_dir(config.output_dir, step), model=run.model, optimizer=run.optimizer,
-                               scheduler=run.scheduler, step=step, cursor=cursor, metrics=metrics,
-                               config=config.to_dict(),
-                               extra={"elapsed_s": elapsed_before + time.perf_counter() - started})
-        hooks.on_checkpoint(path, step, metrics)
-        return path
-
-    def run_eval() -> dict[str, Any]:
+    def eval_fn(run: Run) -> dict[str, Any]:
         from workers.training.evaluate import evaluate
 
-        result = evaluate(run.model, run.loaded, val_data, grader, task=config.eval_task,
-                          max_new_tokens=config.max_completion_tokens, limit=config.eval_samples,
-                          rollout_engine=config.rollout_engine)
-        result["step"] = step
-        hooks.on_eval(step, result)
-        return result
+        return evaluate(run.model, run.loaded, val_data, grader, task=config.eval_task,
+                        max_new_tokens=config.max_completion_tokens, limit=config.eval_samples,
+                        rollout_engine=config.rollout_engine)
 
-    if val_data and config.eval_before_training and state is None:
-        # the LoRA B matrices start at zero, so the policy at step 0 *is* the base model
-        eval_metrics = run_eval()
-    while step < steps_total:
-        reason = hooks.should_stop()
-        if reason:
-            if reason == "pause":
-                last_ckpt = checkpoint(history[-1] if history else {"step": step})
-            return TrainResult(None, step, history, stopped=reason, checkpoint_dir=last_ckpt,
-                               eval_metrics=eval_metrics, model=run.model)
-        examples = [train_data[i] for i in order.take(cursor, config.prompts_per_step)]
-        cursor += config.prompts_per_step
-        step += 1
-        metrics, logged = grpo_step(run, examples, step)
-        metrics["elapsed_s"] = elapsed_before + time.perf_counter() - started
-        metrics["epoch"] = cursor / len(train_data)
-        history.append(metrics)
-        hooks.on_step(metrics)
-        hooks.on_rollouts(step, logged)
-        if config.checkpoint_interval and step % config.checkpoint_interval == 0 and step < steps_total:
-            last_ckpt = checkpoint(metrics)
-        if val_data and config.eval_interval and step % config.eval_interval == 0 and step < steps_total:
-            eval_metrics = run_eval()
-
-    if val_data:
-        eval_metrics = run_eval()
-    final_metrics = dict(history[-1]) if history else {"step": step}
-    if eval_metrics:
-        final_metrics["eval"] = eval_metrics
-    if config.checkpoint_interval and step % config.checkpoint_interval == 0:
-        last_ckpt = checkpoint(final_metrics)
-    adapter = save_adapter(Path(config.output_dir) / "adapter", model=run.model, model_dir=run.loaded.path,
-                           metrics=final_metrics, config=config.to_dict())
-    return TrainResult(adapter, step, history, stopped=None, checkpoint_dir=last_ckpt, eval_metrics=eval_metrics,
-                       model=run.model)
+    return run_loop(run, state, train_data, val_data, hooks, step_fn=grpo_step, eval_fn=eval_fn,
+                    updates_per_step=config.num_iterations)

@@ -63,6 +63,18 @@ def load_lora(model: torch.nn.Module, adapter_dir: str | Path, *, trainable: boo
     return peft_model
 
 
+def merge_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.Module:
+    """The base `model` with a saved adapter merged into its weights (a plain model again, no peft wrapper).
+
+    Used to start a job from a fine-tuned model: the merged weights are that model exactly (up to the
+    weight dtype's rounding), and a new adapter can be attached on top.
+    """
+    from peft import PeftModel
+
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False).merge_and_unload()
+
+
 def enable_gradient_checkpointing(peft_model) -> None:
     """Checkpoint the decoder layers, in a way that works with a frozen base + LoRA.
 
