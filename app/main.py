@@ -6,11 +6,11 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from botocore.exceptions import BotoCoreError
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,8 +21,8 @@ from app.config import get_settings
 from app.db import get_engine
 from app.deps import DbSession
 from app.errors import ErrorCode, ServiceError, error_responses
-from app.model_listing import ModelList
 from app.logging_setup import configure_logging
+from app.model_listing import ModelList
 from app.observability import ObservabilityMiddleware, metrics_payload
 
 log = logging.getLogger(__name__)

@@ -64,14 +64,14 @@ class RunResponse(BaseModel):
 
 
 @router.post("/validate", response_model=ValidateResponse, responses=error_responses(422))
-def validate(body: ValidateRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict:
+def validate(body: ValidateRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict[str, Any]:
     return {"grader": validate_grader(body.grader, allow_python=allow_python)}
 
 
 # A sync route: FastAPI runs it in a worker thread, so a python grader's child process never
 # blocks the event loop.
 @router.post("/run", response_model=RunResponse, responses=error_responses(422))
-def run(body: RunRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict:
+def run(body: RunRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict[str, Any]:
     grader = validate_grader(body.grader, allow_python=allow_python)
     sample: dict[str, Any] = {"output_text": body.model_sample}
     if body.image_size is not None:
@@ -81,7 +81,7 @@ def run(body: RunRequest, allow_python: bool = Depends(python_grader_enabled)) -
     started = time.perf_counter()
     result = score(grader, [sample], [body.item])
     elapsed = time.perf_counter() - started
-    errors = {flag: result.flags[flag][0] for flag in FLAGS}
+    errors: dict[str, Any] = {flag: result.flags[flag][0] for flag in FLAGS}
     # OpenAI's error keys, so openai-python's GraderRunResponse reads them with their meaning.
     errors.update(
         formula_parse_error=False,

@@ -1,4 +1,5 @@
-"""A per-process cache for the job-status hot path: dashboards and `wait()` loops poll ``GET /v1/fine_tuning/jobs/{id}``.
+"""A per-process cache for the job-status hot path: dashboards and `wait()` loops poll
+``GET /v1/fine_tuning/jobs/{id}``.
 
 Each rendered job is kept per process for a fraction of the poll interval the server itself asks
 clients to use (``X-Poll-After-Ms``), so a hundred clients watching one job cost one query per

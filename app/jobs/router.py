@@ -63,8 +63,9 @@ def list_jobs(session: DbSession, after: str | None = cursor_query("job"), limit
               status: str | None = name_query("Only jobs with this status."),
               project_id: str = Depends(current_project)):
     rows, has_more = service.list_jobs(session, project_id=project_id, after=after, limit=limit, status=status)
-    return {"object": "list", "data": [job_object(j, queue_position=job_cache().queue_position(session, j)) for j in rows],
-            "has_more": has_more, "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
+    data = [job_object(j, queue_position=job_cache().queue_position(session, j)) for j in rows]
+    return {"object": "list", "data": data, "has_more": has_more,
+            "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
 
 
 @router.get("/{job_id}", response_model=JobObject)
