@@ -11,6 +11,7 @@ Pure Python (no torch, no database, no FastAPI outside ``router.py``) so both si
     read(spec, samples, items, task=None) -> list[Reading]   # parsed answer + reference, in one frame
 """
 
+from app.graders.readings import Reading, metric_task, read
 from app.graders.scoring import (
     FLAGS,
     ScoreResult,
@@ -20,7 +21,6 @@ from app.graders.scoring import (
     score,
     template_fields,
 )
-from app.graders.readings import Reading, metric_task, read
 from app.graders.spec import validate_grader
 
 __all__ = [

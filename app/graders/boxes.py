@@ -8,6 +8,7 @@ ground truth must share it — which is what the coordinate conversion below is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from app.graders.parsing import Box
 
@@ -99,13 +100,13 @@ def confidence_reward(confs: Sequence[float], matched: Sequence[bool], n_gt: int
     if not confs:
         return 1.0 if n_gt == 0 else 0.0
     total = 0.0
-    for c, m in zip(confs, matched):
+    for c, m in zip(confs, matched, strict=True):
         c = min(max(c, 0.0), 1.0)
         total += c if m else 1.0 - c
     return total / len(confs)
 
 
-def scale_for(coords: str, sample: dict) -> tuple[float, float]:
+def scale_for(coords: str, sample: dict[str, Any]) -> tuple[float, float]:
     """Divisors (sx, sy) that take ``coords`` to ``norm1`` for this sample."""
     if coords == "norm1000":
         return 1000.0, 1000.0

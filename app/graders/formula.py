@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 MAX_LENGTH = 2000
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}

@@ -37,7 +37,10 @@ def check_schema(schema: Any, path: str = "") -> None:
     """Raise SchemaError naming the first unsupported or malformed part (path is dotted)."""
     if not isinstance(schema, dict):
         raise SchemaError(path, "a schema must be an object")
-    at = (lambda k: f"{path}.{k}" if path else k)
+
+    def at(key: str) -> str:
+        return f"{path}.{key}" if path else key
+
     for key, value in schema.items():
         if key not in KEYWORDS:
             raise SchemaError(at(key), f"unsupported keyword '{key}'")
@@ -86,7 +89,7 @@ def _type_ok(value: Any, name: str) -> bool:
     }[name](value)
 
 
-def conforms(value: Any, schema: dict) -> bool:
+def conforms(value: Any, schema: dict[str, Any]) -> bool:
     """Whether ``value`` satisfies a schema that passed :func:`check_schema`."""
     t = schema.get("type")
     if t is not None and not any(_type_ok(value, n) for n in (t if isinstance(t, list) else [t])):

@@ -47,32 +47,32 @@ class Run:
         self.batch: dict[int, Any] = {}
 
 
-def render_value(template, sample: dict, item: dict) -> Any:
+def render_value(template, sample: dict[str, Any], item: dict[str, Any]) -> Any:
     """A compiled template's value; a field the row lacks is a flag, not an exception escaping."""
     try:
         return template(sample, item)
     except templates.MissingField as exc:
-        raise Flag("missing_item_field" if exc.ref.startswith("item.") else "sample_parse_error")
+        raise Flag("missing_item_field" if exc.ref.startswith("item.") else "sample_parse_error") from None
 
 
-def render_text(template, sample: dict, item: dict) -> str:
+def render_text(template, sample: dict[str, Any], item: dict[str, Any]) -> str:
     return templates.as_text(render_value(template, sample, item))
 
 
 class Leaf:
     """A grader that scores one sample; ``key`` is its sub-reward name."""
 
-    def __init__(self, key: str, spec: dict):
+    def __init__(self, key: str, spec: dict[str, Any]):
         self.key = key
         self.spec = spec
 
     def keys(self) -> list[str]:
         return [self.key]
 
-    def prepare(self, samples: list[dict], items: list[dict], run: Run) -> None:
+    def prepare(self, samples: list[dict[str, Any]], items: list[dict[str, Any]], run: Run) -> None:
         pass
 
-    def evaluate(self, i: int, sample: dict, item: dict, memo: dict, run: Run) -> float:
+    def evaluate(self, i: int, sample: dict[str, Any], item: dict[str, Any], memo: dict[str, Any], run: Run) -> float:
         try:
             reward = self.reward(i, sample, item, memo, run)
         except Flag as flag:
@@ -82,7 +82,7 @@ class Leaf:
         run.subs[self.key][i] = reward
         return reward
 
-    def reward(self, i: int, sample: dict, item: dict, memo: dict, run: Run) -> float:
+    def reward(self, i: int, sample: dict[str, Any], item: dict[str, Any], memo: dict[str, Any], run: Run) -> float:
         raise NotImplementedError
 
 

@@ -39,7 +39,7 @@ class Reading:
     reference_flag: str | None = None
 
 
-def metric_task(grader: dict) -> str | None:
+def metric_task(grader: dict[str, Any]) -> str | None:
     """The task whose metric the grader implies: that of its first label_match, box_iou /
     box_confidence or grounding_iou leaf (a ``visual_rft`` preset's task), else None."""
     for leaf in compile_grader(grader).leaves():
@@ -49,7 +49,7 @@ def metric_task(grader: dict) -> str | None:
     return None
 
 
-def _task_leaf(grader: dict, task: str) -> Any:
+def _task_leaf(grader: dict[str, Any], task: str) -> Any:
     if task not in TASK_LEAVES:
         raise ValueError(f"unknown task {task!r}: one of {', '.join(TASK_LEAVES)}")
     for leaf in compile_grader(grader).leaves():
@@ -58,14 +58,15 @@ def _task_leaf(grader: dict, task: str) -> Any:
     raise ValueError(f"grader {grader.get('name')!r} has no {TASK_LEAVES[task].__name__} leaf to read {task} answers")
 
 
-def _one(read, sample: dict, item: dict) -> tuple[Any, str | None]:
+def _one(read, sample: dict[str, Any], item: dict[str, Any]) -> tuple[Any, str | None]:
     try:
         return read(sample, item), None
     except Flag as flag:
         return None, flag.names[0]
 
 
-def read(grader: dict, samples: list[dict], items: list[dict], task: str | None = None) -> list[Reading]:
+def read(grader: dict[str, Any], samples: list[dict[str, Any]], items: list[dict[str, Any]],
+         task: str | None = None) -> list[Reading]:
     """Each sample's prediction and reference as the grader's ``task`` leaf parses and converts them
     (``task`` defaults to :func:`metric_task`). Samples are as in ``score``; never raises per sample."""
     task = task or metric_task(grader)

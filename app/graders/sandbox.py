@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ os._exit(0)
 
 
 def run_python_grader(
-    source: str, samples: list[dict], items: list[dict], limits: Limits = DEFAULT_LIMITS
+    source: str, samples: list[dict[str, Any]], items: list[dict[str, Any]], limits: Limits = DEFAULT_LIMITS
 ) -> list[Outcome]:
     """Grade every (sample, item) pair in one child process; one Outcome per pair, in order."""
     n = len(samples)

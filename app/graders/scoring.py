@@ -66,7 +66,7 @@ class _Multi:
         return value
 
 
-def expand_preset(spec: dict) -> dict:
+def expand_preset(spec: dict[str, Any]) -> dict[str, Any]:
     """The ``multi`` a normalised ``visual_rft`` preset stands for: the paper's weighted sum."""
     common = {"input": spec["input"], "reference": spec["reference"]}
     fmt = {"type": "format", "name": "format", "input": spec["input"], "pattern": spec["format_pattern"]}
@@ -112,7 +112,7 @@ class _WeightedSum(_Multi):
         return value
 
 
-def _build(spec: dict, label: str, prefix: str):
+def _build(spec: dict[str, Any], label: str, prefix: str):
     kind = spec["type"]
     if kind == "visual_rft":
         expanded = expand_preset(spec)
@@ -135,7 +135,7 @@ def _build(spec: dict, label: str, prefix: str):
 
 
 class Compiled:
-    def __init__(self, normalized: dict):
+    def __init__(self, normalized: dict[str, Any]):
         self.normalized = normalized
         self.root = _build(normalized, normalized["name"], "")
         self.keys = self.root.keys()
@@ -151,14 +151,14 @@ class Compiled:
                 out.append(node)
         return out
 
-    def score(self, samples: list[dict], items: list[dict]) -> ScoreResult:
+    def score(self, samples: list[dict[str, Any]], items: list[dict[str, Any]]) -> ScoreResult:
         if len(samples) != len(items):
             raise ValueError(f"{len(samples)} samples but {len(items)} items")
         run = Run(len(samples), self.keys)
         self.root.prepare(samples, items, run)
         rewards = [
             self.root.evaluate(i, sample, item, {}, run)
-            for i, (sample, item) in enumerate(zip(samples, items))
+            for i, (sample, item) in enumerate(zip(samples, items, strict=True))
         ]
         return ScoreResult(rewards=rewards, sub_rewards=run.subs, flags=run.flags)
 
@@ -174,28 +174,28 @@ def _normalize(spec_json: str) -> str:
     return json.dumps(validate_grader(json.loads(spec_json), allow_python=True), sort_keys=True)
 
 
-def compile_grader(spec: dict) -> Compiled:
+def compile_grader(spec: dict[str, Any]) -> Compiled:
     """Validate (ServiceError if invalid) and compile, both cached by the spec's JSON."""
     check_nesting(spec)  # before json.dumps, which would overflow on a hostile depth
     return _compile_normalized(_normalize(json.dumps(spec, sort_keys=True)))
 
 
-def score(grader: dict, samples: list[dict], items: list[dict]) -> ScoreResult:
+def score(grader: dict[str, Any], samples: list[dict[str, Any]], items: list[dict[str, Any]]) -> ScoreResult:
     """Score ``samples[i]`` against ``items[i]``; failures are flags with reward 0, never raised."""
     return compile_grader(grader).score(samples, items)
 
 
-def grader_names(spec: dict) -> list[str]:
+def grader_names(spec: dict[str, Any]) -> list[str]:
     """The sub-reward names the trainer logs, in order (leaf graders; nested ones dotted)."""
     return list(compile_grader(spec).keys)
 
 
-def _template_sites(spec: dict) -> list[tuple[str, set[str]]]:
+def _template_sites(spec: dict[str, Any]) -> list[tuple[str, set[str]]]:
     """``(param path, item fields)`` for every template string of a grader."""
     normalized = compile_grader(spec).normalized
     sites: list[tuple[str, set[str]]] = []
 
-    def walk(node: dict, path: str) -> None:
+    def walk(node: dict[str, Any], path: str) -> None:
         for key in ("input", "reference"):
             if isinstance(node.get(key), str):
                 sites.append((f"{path}.{key}", templates.item_fields(node[key])))
@@ -206,12 +206,12 @@ def _template_sites(spec: dict) -> list[tuple[str, set[str]]]:
     return sites
 
 
-def template_fields(spec: dict) -> set[str]:
+def template_fields(spec: dict[str, Any]) -> set[str]:
     """Top-level item fields the grader's templates reference (check them against the dataset)."""
     return set().union(*(fields for _, fields in _template_sites(spec)))
 
 
-def check_item_fields(spec: dict, available: set[str] | frozenset[str]) -> None:
+def check_item_fields(spec: dict[str, Any], available: set[str] | frozenset[str]) -> None:
     """Raise INVALID_GRADER naming the first template that reads a field the dataset lacks."""
     for param, fields in _template_sites(spec):
         missing = sorted(fields - set(available))

@@ -41,7 +41,7 @@ class _Spec(BaseModel):
     name: str = Field(min_length=1, max_length=128)
 
     @classmethod
-    def reads_model_boxes(cls, raw: dict) -> bool:
+    def reads_model_boxes(cls, raw: dict[str, Any]) -> bool:
         """Whether this grader reads boxes or points the model wrote — then an omitted ``coords``
         means the model family's convention (``validate_grader(..., model_coords=)``)."""
         return False
@@ -109,7 +109,7 @@ class _Vision(_Spec):
     extract_answer: bool = True
 
     @classmethod
-    def reads_model_boxes(cls, raw: dict) -> bool:
+    def reads_model_boxes(cls, raw: dict[str, Any]) -> bool:
         return True
 
 
@@ -165,7 +165,7 @@ class VisualRFT(_Spec):
     grounding_metric: Literal["giou", "iou"] = "giou"
 
     @classmethod
-    def reads_model_boxes(cls, raw: dict) -> bool:
+    def reads_model_boxes(cls, raw: dict[str, Any]) -> bool:
         task = raw.get("task")
         return isinstance(task, str) and "coords" in _PRESET_FIELDS.get(task, ())
 
@@ -193,7 +193,7 @@ _PRESET_FIELDS = {
 _PRESET_COMMON = {"type", "name", "task", "weights", "input", "reference", "format_pattern"}
 
 
-def preset_components(spec: dict) -> tuple[str, ...]:
+def preset_components(spec: dict[str, Any]) -> tuple[str, ...]:
     """Sub-reward names of a ``visual_rft`` preset, in the order they are summed."""
     task = spec["task"]
     if task == "classification":
@@ -260,7 +260,7 @@ def _check_python_source(source: str, path: str) -> None:
     raise _invalid(param, "source must define a top-level function grade(sample, item) -> float")
 
 
-def _check_preset(model: VisualRFT, given: dict, path: str) -> dict:
+def _check_preset(model: VisualRFT, given: dict[str, Any], path: str) -> dict[str, Any]:
     relevant = _PRESET_COMMON | _PRESET_FIELDS[model.task]
     for field in given:
         if field not in relevant:
@@ -304,7 +304,7 @@ def check_nesting(spec: Any) -> None:
             stack.extend(reversed([(v, f"{path}.{i}", None, json_depth + 1) for i, v in enumerate(value)]))
 
 
-def _validate_node(raw: Any, path: str, allow_python: bool, model_coords: str | None) -> dict:
+def _validate_node(raw: Any, path: str, allow_python: bool, model_coords: str | None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _invalid(path, "a grader must be a JSON object")
     kind = raw.get("type")
@@ -358,7 +358,9 @@ def _validate_node(raw: Any, path: str, allow_python: bool, model_coords: str | 
     return out
 
 
-def validate_grader(spec: dict, *, allow_python: bool = False, model_coords: str | None = None) -> dict:
+def validate_grader(
+    spec: dict[str, Any], *, allow_python: bool = False, model_coords: str | None = None
+) -> dict[str, Any]:
     """The normalised grader (defaults filled; presets validated, not expanded).
 
     ``model_coords`` is the convention the job's model answers boxes in (``app.catalog``): box

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")
@@ -59,7 +60,7 @@ def _getter(root: str, path: tuple[str, ...]) -> Renderer:
     ref = ".".join((root,) + path)
     first = 0 if root == "sample" else 1
 
-    def get(sample: dict, item: dict) -> Any:
+    def get(sample: dict[str, Any], item: dict[str, Any]) -> Any:
         value: Any = (sample, item)[first]
         for key in path:
             if isinstance(value, dict) and key in value:
@@ -101,7 +102,7 @@ def compile_template(text: str) -> Renderer:
         constant = pieces[0]
         return lambda sample, item: constant
 
-    def render(sample: dict, item: dict) -> str:
+    def render(sample: dict[str, Any], item: dict[str, Any]) -> str:
         return "".join(p if isinstance(p, str) else as_text(p(sample, item)) for p in pieces)
 
     return render
