@@ -29,12 +29,16 @@ _LOOSE_MAX_AGE_S = 3600.0
 
 @lru_cache
 def process_scratch_dir(tmp_root: Path) -> Path:
-    """This process's scratch folder under ``tmp_root``, created and locked on first use."""
+    """This process's scratch folder under ``tmp_root``, created and locked on first use.
+
+    Creating it also sweeps the folders of dead processes: the start-up pass does that too, but it
+    needs storage up to revalidate files, and disk space should not wait for storage."""
     folder = tmp_root / f"{_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     # The descriptor stays open (and locked) until the process exits; lru_cache keeps the folder.
+    sweep_stale(tmp_root)
     return folder
 
 

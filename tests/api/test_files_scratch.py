@@ -31,10 +31,10 @@ def test_a_killed_process_folder_is_swept_a_live_one_is_not(tmp_path):
     live_proc, live_folder = _holder(root)
     dead_proc, dead_folder = _holder(root)
     try:
-        dead_proc.kill()
-        dead_proc.wait(timeout=10)
         mine = process_scratch_dir(root)
         (mine / "upload-in-flight").write_bytes(b"x")
+        dead_proc.kill()
+        dead_proc.wait(timeout=10)
         removed = sweep_stale(root)
         assert [str(p) for p in removed] == [dead_folder]
         assert not os.path.exists(dead_folder)
@@ -44,6 +44,20 @@ def test_a_killed_process_folder_is_swept_a_live_one_is_not(tmp_path):
         live_proc.kill()
         live_proc.wait(timeout=10)
     assert [str(p) for p in sweep_stale(root)] == [live_folder]
+
+
+def test_creating_a_scratch_folder_sweeps_dead_ones(tmp_path):
+    """Even when the start-up pass cannot run (storage down), the first upload frees the disk."""
+    root = tmp_path / "tmp"
+    dead_proc, dead_folder = _holder(root)
+    dead_proc.kill()
+    dead_proc.wait(timeout=10)
+    process_scratch_dir.cache_clear()
+    try:
+        process_scratch_dir(root)
+        assert not os.path.exists(dead_folder)
+    finally:
+        process_scratch_dir.cache_clear()
 
 
 def test_loose_temp_files_from_older_versions_are_swept_once_old(tmp_path):
