@@ -25,6 +25,8 @@ from app.errors import ErrorCode, ServiceError
 from app.files.names import display_name
 
 MAX_FIELD_BYTES = 64 * 1024
+# The form has two parts; a body of a million tiny fields would otherwise fill a dict in memory.
+MAX_PARTS = 16
 
 
 @dataclass
@@ -57,6 +59,10 @@ async def receive_multipart(
 
     def on_part_begin():
         state.update(headers={}, name=None, is_file=False, buf=bytearray())
+        state["parts"] = state.get("parts", 0) + 1
+        if state["parts"] > MAX_PARTS and not errors:
+            errors.append(ServiceError(ErrorCode.BAD_REQUEST, f"The form has more than {MAX_PARTS} parts; send "
+                                       "'purpose' and one 'file'."))
 
     def on_header_field(data, start, end):
         state["hdr"] = data[start:end].lower()

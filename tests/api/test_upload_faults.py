@@ -156,3 +156,10 @@ def test_report_for_a_cut_row_is_not_the_cut_file(api_client):
     r = post_raw(api_client, multipart(content))
     assert r.status_code == 200 and r.json()["rows"] == 2
     assert json.loads(api_client.get(f"/v1/files/{r.json()['id']}/content").content.splitlines()[0]) == ROWS[0]
+
+
+def test_a_form_with_too_many_parts_is_400(api_client, nothing_left):
+    field = b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="x%d"\r\n\r\nv\r\n'
+    body = b"".join(field.replace(b"%d", str(i).encode()) for i in range(100)) + FULL
+    r = post_raw(api_client, body)
+    assert r.status_code == 400 and "parts" in r.json()["error"]["message"], r.text
