@@ -15,9 +15,11 @@ import operator
 from collections.abc import Callable, Mapping
 
 MAX_LENGTH = 2000
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
-_FUNCTIONS = {"min": (min, 2), "max": (max, 2), "abs": (abs, 1)}  # name → (function, min arity)
+_BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+_UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_FUNCTIONS: dict[str, tuple[Callable[..., float], int]] = {  # name → (function, min arity)
+    "min": (min, 2), "max": (max, 2), "abs": (abs, 1)}
 
 Env = Mapping[str, float]
 

@@ -10,6 +10,7 @@ its author believes.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples"}
@@ -78,7 +79,7 @@ def check_schema(schema: Any, path: str = "") -> None:
 
 
 def _type_ok(value: Any, name: str) -> bool:
-    return {
+    checks: dict[str, Callable[[Any], bool]] = {
         "object": lambda v: isinstance(v, dict),
         "array": lambda v: isinstance(v, list),
         "string": lambda v: isinstance(v, str),
@@ -86,7 +87,8 @@ def _type_ok(value: Any, name: str) -> bool:
         "integer": lambda v: _is_num(v) and float(v).is_integer(),
         "boolean": lambda v: isinstance(v, bool),
         "null": lambda v: v is None,
-    }[name](value)
+    }
+    return checks[name](value)
 
 
 def conforms(value: Any, schema: dict[str, Any]) -> bool:

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.graders import parsing, templates
+from app.graders.templates import Renderer
+
+Sample = dict[str, Any]  # {"output_text", "image_size", "resized_image_size"}: what a completion carries
+Item = dict[str, Any]  # a dataset row's reference fields
+Memo = dict[Any, Any]  # one sample's work shared between leaves (a detection's parse, for iou and confidence)
 
 FLAGS = (
     "sample_parse_error",  # the completion's answer could not be parsed
@@ -47,7 +52,7 @@ class Run:
         self.batch: dict[int, Any] = {}
 
 
-def render_value(template, sample: dict[str, Any], item: dict[str, Any]) -> Any:
+def render_value(template: Renderer, sample: Sample, item: Item) -> Any:
     """A compiled template's value; a field the row lacks is a flag, not an exception escaping."""
     try:
         return template(sample, item)
@@ -55,24 +60,24 @@ def render_value(template, sample: dict[str, Any], item: dict[str, Any]) -> Any:
         raise Flag("missing_item_field" if exc.ref.startswith("item.") else "sample_parse_error") from None
 
 
-def render_text(template, sample: dict[str, Any], item: dict[str, Any]) -> str:
+def render_text(template: Renderer, sample: Sample, item: Item) -> str:
     return templates.as_text(render_value(template, sample, item))
 
 
 class Leaf:
     """A grader that scores one sample; ``key`` is its sub-reward name."""
 
-    def __init__(self, key: str, spec: dict[str, Any]):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         self.key = key
         self.spec = spec
 
     def keys(self) -> list[str]:
         return [self.key]
 
-    def prepare(self, samples: list[dict[str, Any]], items: list[dict[str, Any]], run: Run) -> None:
+    def prepare(self, samples: list[Sample], items: list[Item], run: Run) -> None:
         pass
 
-    def evaluate(self, i: int, sample: dict[str, Any], item: dict[str, Any], memo: dict[str, Any], run: Run) -> float:
+    def evaluate(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         try:
             reward = self.reward(i, sample, item, memo, run)
         except Flag as flag:
@@ -82,11 +87,11 @@ class Leaf:
         run.subs[self.key][i] = reward
         return reward
 
-    def reward(self, i: int, sample: dict[str, Any], item: dict[str, Any], memo: dict[str, Any], run: Run) -> float:
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         raise NotImplementedError
 
 
-def answer(template, sample, item, extract: bool, *, allow_unterminated: bool) -> str:
+def answer(template: Renderer, sample: Sample, item: Item, extract: bool, *, allow_unterminated: bool) -> str:
     """The completion's ``<answer>`` body (or the whole text when ``extract`` is off)."""
     text = render_text(template, sample, item)
     if not extract:
@@ -97,5 +102,5 @@ def answer(template, sample, item, extract: bool, *, allow_unterminated: bool) -
     return body
 
 
-def reference(template, sample, item) -> str:
+def reference(template: Renderer, sample: Sample, item: Item) -> str:
     return parsing.reference_text(render_text(template, sample, item))

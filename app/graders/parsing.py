@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 # A box: (x1, y1, x2, y2, confidence or None), in the coordinates the text was written in.
 Box = tuple[float, float, float, float, "float | None"]
@@ -46,14 +48,17 @@ MAX_MAGNITUDE = 1e12
 CACHED_TEXT_CHARS = 4096  # longer texts are parsed uncached, so the caches stay small
 
 
-def _short_text_cache(fn):
+_T = TypeVar("_T")
+
+
+def _short_text_cache(fn: Callable[[str], _T]) -> Callable[[str], _T]:
     """lru_cache for the short texts that repeat (a prompt's ground truth, scored G times)."""
     cached = lru_cache(maxsize=8192)(fn)
 
-    def call(text: str):
+    def call(text: str) -> _T:
         return cached(text) if len(text) <= CACHED_TEXT_CHARS else fn(text)
 
-    call.__wrapped__ = fn
+    call.__wrapped__ = fn  # type: ignore[attr-defined]  # what functools.wraps would set
     call.__doc__ = fn.__doc__
     return call
 
@@ -106,7 +111,7 @@ def parse_box_list(text: str) -> tuple[Box, ...]:
     canonical = _CANONICAL.findall(text)
     # Every "}" closing a canonical element means no element needs a slower path.
     if canonical and len(canonical) == text.count("}"):
-        return _unique([tuple(map(float, element)) for element in canonical])
+        return _unique([(float(x1), float(y1), float(x2), float(y2), float(c)) for x1, y1, x2, y2, c in canonical])
     from_json = _boxes_from_json(text)
     if from_json is not None:
         return _unique(from_json)
@@ -118,11 +123,12 @@ def parse_box_list(text: str) -> tuple[Box, ...]:
             if box is None:
                 raise ParseError(f"element {obj[:80]!r} has no [x1, y1, x2, y2] box")
             conf = _CONF_IN_OBJECT.search(obj)
-            boxes.append(
-                (*(_number(g) for g in box.groups()), _number(conf.group(1)) if conf else None)
-            )
+            x1, y1, x2, y2 = (_number(g) for g in box.groups())
+            boxes.append((x1, y1, x2, y2, _number(conf.group(1)) if conf else None))
     else:
-        boxes = [(*(_number(g) for g in m.groups()), None) for m in _BARE_BOX.finditer(text)]
+        for m in _BARE_BOX.finditer(text):
+            x1, y1, x2, y2 = (_number(g) for g in m.groups())
+            boxes.append((x1, y1, x2, y2, None))
     if not boxes:
         raise ParseError("no boxes found (expected a list of {'Position': [...], ...} or 'No Objects')")
     return _unique(boxes)

@@ -11,10 +11,11 @@ aliases, or assume a coordinate convention the grader does not use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.graders.nodes import Flag
+from app.graders.nodes import Flag, Item, Sample
 from app.graders.parsing import Box
 from app.graders.scoring import compile_grader
 from app.graders.text_leaves import LabelMatch
@@ -58,7 +59,7 @@ def _task_leaf(grader: dict[str, Any], task: str) -> Any:
     raise ValueError(f"grader {grader.get('name')!r} has no {TASK_LEAVES[task].__name__} leaf to read {task} answers")
 
 
-def _one(read, sample: dict[str, Any], item: dict[str, Any]) -> tuple[Any, str | None]:
+def _one(read: Callable[[Sample, Item], Any], sample: Sample, item: Item) -> tuple[Any, str | None]:
     try:
         return read(sample, item), None
     except Flag as flag:

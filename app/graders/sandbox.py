@@ -198,6 +198,7 @@ def run_python_grader(
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, so a kill takes anything it managed to start
     )
+    assert proc.stdin is not None and proc.stdout is not None  # both are PIPEs
     deadline = time.monotonic() + wall
     try:
         try:

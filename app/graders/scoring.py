@@ -17,7 +17,7 @@ from typing import Any
 from app.errors import ErrorCode, ServiceError
 from app.graders import templates, text_leaves, vision_leaves
 from app.graders.formula import compile_formula
-from app.graders.nodes import FLAGS, Run, ScoreResult
+from app.graders.nodes import FLAGS, Item, Leaf, Memo, Run, Sample, ScoreResult
 from app.graders.spec import check_nesting, preset_components, validate_grader
 
 __all__ = ["FLAGS", "ScoreResult"]  # re-exported for app.graders
@@ -43,18 +43,18 @@ _LEAVES = {
 class _Multi:
     """Children first (each records its sub-rewards), then the formula over their rewards."""
 
-    def __init__(self, children: dict[str, Any], formula: str):
+    def __init__(self, children: dict[str, Node], formula: str) -> None:
         self.children = children
         self.formula = compile_formula(formula, set(children))
 
     def keys(self) -> list[str]:
         return [k for child in self.children.values() for k in child.keys()]
 
-    def prepare(self, samples, items, run) -> None:
+    def prepare(self, samples: list[Sample], items: list[Item], run: Run) -> None:
         for child in self.children.values():
             child.prepare(samples, items, run)
 
-    def evaluate(self, i, sample, item, memo, run) -> float:
+    def evaluate(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         env = {k: child.evaluate(i, sample, item, memo, run) for k, child in self.children.items()}
         try:
             value = self.formula.evaluate(env)
@@ -100,11 +100,11 @@ def expand_preset(spec: dict[str, Any]) -> dict[str, Any]:
 class _WeightedSum(_Multi):
     """A preset's multi: the formula is a weighted sum, computed without walking closures."""
 
-    def __init__(self, children: dict[str, Any], weights: dict[str, float]):
+    def __init__(self, children: dict[str, Node], weights: dict[str, float]) -> None:
         self.children = children
         self.terms = [(children[k], float(w)) for k, w in weights.items()]
 
-    def evaluate(self, i, sample, item, memo, run) -> float:
+    def evaluate(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         value = sum(w * child.evaluate(i, sample, item, memo, run) for child, w in self.terms)
         if not math.isfinite(value):  # finite weights can still overflow: 1e308 * 2 is inf
             run.flags["invalid_formula_result"][i] = True
@@ -112,7 +112,10 @@ class _WeightedSum(_Multi):
         return value
 
 
-def _build(spec: dict[str, Any], label: str, prefix: str):
+Node = Leaf | _Multi  # a compiled grader tree's node
+
+
+def _build(spec: dict[str, Any], label: str, prefix: str) -> Node:
     kind = spec["type"]
     if kind == "visual_rft":
         expanded = expand_preset(spec)

@@ -291,11 +291,11 @@ def check_nesting(spec: Any) -> None:
         if json_depth > MAX_JSON_DEPTH and isinstance(value, (dict, list)):
             raise _invalid(path, f"the grader is nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
-            is_multi = grader_depth is not None and value.get("type") == "multi"
-            children = []
+            multi_depth = grader_depth if value.get("type") == "multi" else None  # None: not a multi grader
+            children: list[tuple[Any, str, int | None, int]] = []
             for key, child in value.items():
-                if is_multi and key == "graders" and isinstance(child, dict):
-                    children += [(sub, f"{path}.graders.{name}", grader_depth + 1, json_depth + 2)
+                if multi_depth is not None and key == "graders" and isinstance(child, dict):
+                    children += [(sub, f"{path}.graders.{name}", multi_depth + 1, json_depth + 2)
                                  for name, sub in child.items()]
                 else:
                     children.append((child, f"{path}.{key}", None, json_depth + 1))

@@ -30,7 +30,7 @@ class MissingField(LookupError):
         self.ref = ref
 
 
-Renderer = Callable[[dict, dict], Any]
+Renderer = Callable[[dict[str, Any], dict[str, Any]], Any]
 
 
 def parse_refs(text: str) -> list[tuple[str, tuple[str, ...]]]:

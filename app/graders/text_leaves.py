@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Any
 
 from app.graders import templates
-from app.graders.nodes import Flag, Leaf, answer, reference, render_text
-from app.graders.sandbox import run_python_grader
+from app.graders.nodes import Flag, Item, Leaf, Memo, Run, Sample, answer, reference, render_text
+from app.graders.sandbox import Outcome, run_python_grader
 from app.graders.spec import DEFAULT_FORMAT
 from app.graders.text_metrics import similarity
 
 
 class StringCheck(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.reference = templates.compile_template(spec["reference"])
         self.op = spec["operation"]
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         a = render_text(self.input, sample, item)
         b = render_text(self.reference, sample, item)
         if self.op == "eq":
@@ -33,13 +34,13 @@ class StringCheck(Leaf):
 
 
 class TextSimilarity(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.reference = templates.compile_template(spec["reference"])
         self.metric = spec["evaluation_metric"]
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         a = render_text(self.input, sample, item)
         b = render_text(self.reference, sample, item)
         return similarity(self.metric, a, b)
@@ -69,7 +70,7 @@ def think_answer_format(text: str) -> bool:
 
 
 class Format(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         if spec["pattern"] == DEFAULT_FORMAT:
@@ -78,14 +79,14 @@ class Format(Leaf):
             pattern = re.compile(spec["pattern"], re.S)
             self.match = lambda text: pattern.fullmatch(text) is not None
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         return 1.0 if self.match(render_text(self.input, sample, item)) else 0.0
 
 
 class LabelMatch(Leaf):
     """Normalised exact match (or a shared alias group) — never substring containment."""
 
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.reference = templates.compile_template(spec["reference"])
@@ -110,20 +111,20 @@ class LabelMatch(Leaf):
             text = text.lower()
         return "".join(text.split()) if self.no_spaces else " ".join(text.split())
 
-    def read_prediction(self, sample, item) -> str:
+    def read_prediction(self, sample: Sample, item: Item) -> str:
         """The answer's label, normalised, as its alias group's canonical label."""
         pred = self.norm(answer(self.input, sample, item, self.extract, allow_unterminated=False))
         if not pred:
             raise Flag("missing_answer")
         return self.canonical.get(pred, pred)
 
-    def read_reference(self, sample, item) -> str:
+    def read_reference(self, sample: Sample, item: Item) -> str:
         ref = self.norm(reference(self.reference, sample, item))
         if not ref:
             raise Flag("reference_parse_error")
         return self.canonical.get(ref, ref)
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         pred = self.read_prediction(sample, item)
         return 1.0 if pred == self.read_reference(sample, item) else 0.0
 
@@ -139,11 +140,11 @@ _PYTHON_FLAGS = {
 class Python(Leaf):
     """Batch-run in one sandboxed child during ``prepare``; ``evaluate`` reads the outcome."""
 
-    def prepare(self, samples, items, run):
+    def prepare(self, samples: list[Sample], items: list[Item], run: Run) -> None:
         run.batch[id(self)] = run_python_grader(self.spec["source"], samples, items)
 
-    def reward(self, i, sample, item, memo, run):
-        outcome = run.batch[id(self)][i]
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
+        outcome: Outcome = run.batch[id(self)][i]
         if outcome.reward is None:
-            raise Flag(*_PYTHON_FLAGS[outcome.error])
+            raise Flag(*_PYTHON_FLAGS[outcome.error or "runtime"])
         return outcome.reward

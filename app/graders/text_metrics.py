@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Hashable, Sequence
 
 METRICS = (
     "fuzzy_match", "bleu", "gleu",
@@ -23,7 +24,7 @@ METRICS = (
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 
 
-def _lcs(a, b) -> int:
+def _lcs(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
     if len(a) < len(b):
         a, b = b, a
     prev = [0] * (len(b) + 1)
@@ -41,7 +42,7 @@ def fuzzy_match(hyp: str, ref: str) -> float:
     return 2.0 * _lcs(hyp, ref) / (len(hyp) + len(ref))
 
 
-def _ngrams(tokens: list[str], n: int) -> Counter:
+def _ngrams(tokens: list[str], n: int) -> Counter[tuple[str, ...]]:
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
@@ -62,8 +63,8 @@ def bleu(hyp: str, ref: str, max_n: int = 4, epsilon: float = 0.1) -> float:
 
 def gleu(hyp: str, ref: str, max_n: int = 4) -> float:
     h, r = hyp.split(), ref.split()
-    hyp_ngrams: Counter = Counter()
-    ref_ngrams: Counter = Counter()
+    hyp_ngrams: Counter[tuple[str, ...]] = Counter()
+    ref_ngrams: Counter[tuple[str, ...]] = Counter()
     for n in range(1, max_n + 1):
         hyp_ngrams += _ngrams(h, n)
         ref_ngrams += _ngrams(r, n)

@@ -5,14 +5,18 @@ point-in-box, count and JSON-schema checks. Predictions and ground truth are bro
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from app.graders import boxes as bx
 from app.graders import json_schema, parsing, templates
-from app.graders.nodes import Flag, Leaf, answer, reference, render_value
+from app.graders.nodes import Flag, Item, Leaf, Memo, Run, Sample, answer, reference, render_value
+
+# (predictions, ground truth, Σ matched IoU, matched flag per prediction): one detection's matching
+Match = tuple[tuple[parsing.Box, ...], tuple[parsing.Box, ...], float, list[bool]]
 
 
 class Vision(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.reference = templates.compile_template(spec["reference"])
@@ -20,30 +24,30 @@ class Vision(Leaf):
         self.coords = spec["coords"]
         self.reference_coords = spec["reference_coords"]
 
-    def answer(self, sample, item) -> str:
+    def answer(self, sample: Sample, item: Item) -> str:
         return answer(self.input, sample, item, self.extract, allow_unterminated=True)
 
     @staticmethod
-    def scale(coords: str, sample) -> tuple[float, float]:
+    def scale(coords: str, sample: Sample) -> tuple[float, float]:
         try:
             return bx.scale_for(coords, sample)
         except bx.MissingImageSize:
             raise Flag("missing_image_size") from None
 
-    def scales(self, sample) -> tuple[tuple[float, float], tuple[float, float]]:
+    def scales(self, sample: Sample) -> tuple[tuple[float, float], tuple[float, float]]:
         return self.scale(self.coords, sample), self.scale(self.reference_coords, sample)
 
 
 class Detection(Vision):
     """box_iou / box_confidence: one parse-and-match per sample, shared through ``memo``."""
 
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.threshold = spec["iou_threshold"]
         self.memo_key = ("detection", spec["input"], spec["reference"], self.coords,
                          self.reference_coords, self.extract, self.threshold)
 
-    def matched(self, sample, item, memo):
+    def matched(self, sample: Sample, item: Item, memo: Memo) -> Match:
         hit = memo.get(self.memo_key)
         if hit is None:
             try:
@@ -55,14 +59,14 @@ class Detection(Vision):
             raise hit
         return hit
 
-    def predictions(self, sample, item) -> tuple[parsing.Box, ...]:
+    def predictions(self, sample: Sample, item: Item) -> tuple[parsing.Box, ...]:
         """The completion's boxes as written (in ``coords``)."""
         try:
             return parsing.parse_box_list(self.answer(sample, item))
         except parsing.ParseError:
             raise Flag("sample_parse_error") from None
 
-    def references(self, sample, item) -> tuple[parsing.Box, ...]:
+    def references(self, sample: Sample, item: Item) -> tuple[parsing.Box, ...]:
         """The ground-truth boxes as written (in ``reference_coords``); none for an empty reference."""
         ref = reference(self.reference, sample, item)
         try:
@@ -70,14 +74,14 @@ class Detection(Vision):
         except parsing.ParseError:
             raise Flag("reference_parse_error") from None
 
-    def read_prediction(self, sample, item) -> tuple[parsing.Box, ...]:
+    def read_prediction(self, sample: Sample, item: Item) -> tuple[parsing.Box, ...]:
         """The completion's boxes in ``norm1`` — the frame both sides are compared in."""
         return tuple(bx.to_norm1(self.predictions(sample, item), *self.scale(self.coords, sample)))
 
-    def read_reference(self, sample, item) -> tuple[parsing.Box, ...]:
+    def read_reference(self, sample: Sample, item: Item) -> tuple[parsing.Box, ...]:
         return tuple(bx.to_norm1(self.references(sample, item), *self.scale(self.reference_coords, sample)))
 
-    def _match(self, sample, item):
+    def _match(self, sample: Sample, item: Item) -> Match:
         preds = self.predictions(sample, item)
         gts = self.references(sample, item)
         pscale, gscale = self.scales(sample)
@@ -91,26 +95,26 @@ class Detection(Vision):
 
 
 class BoxIoU(Detection):
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         preds, gts, total, _ = self.matched(sample, item, memo)
         return bx.iou_reward(preds, gts, total)
 
 
 class BoxConfidence(Detection):
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         preds, gts, _, matched = self.matched(sample, item, memo)
-        confs = [p[4] for p in preds]
-        if any(c is None for c in confs):
+        confs = [p[4] for p in preds if p[4] is not None]
+        if len(confs) < len(preds):
             raise Flag("sample_parse_error")  # a confidence reward needs every Confidence
         return bx.confidence_reward(confs, matched, len(gts))
 
 
 class GroundingIoU(Vision):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.giou = spec["metric"] == "giou"
 
-    def read_prediction(self, sample, item) -> tuple[float, float, float, float]:
+    def read_prediction(self, sample: Sample, item: Item) -> tuple[float, float, float, float]:
         """The completion's box in ``norm1`` (the frame both sides are compared in)."""
         try:
             pred = parsing.parse_one_box(self.answer(sample, item))
@@ -119,7 +123,7 @@ class GroundingIoU(Vision):
         sx, sy = self.scale(self.coords, sample)
         return (pred[0] / sx, pred[1] / sy, pred[2] / sx, pred[3] / sy)
 
-    def read_reference(self, sample, item) -> tuple[float, float, float, float]:
+    def read_reference(self, sample: Sample, item: Item) -> tuple[float, float, float, float]:
         try:
             gt = parsing.parse_one_box(reference(self.reference, sample, item))
         except parsing.ParseError:
@@ -127,14 +131,14 @@ class GroundingIoU(Vision):
         sx, sy = self.scale(self.reference_coords, sample)
         return (gt[0] / sx, gt[1] / sy, gt[2] / sx, gt[3] / sy)
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         p = self.read_prediction(sample, item)
         g = self.read_reference(sample, item)
         return bx.giou(p, g) + 1.0 if self.giou else bx.iou(p, g)
 
 
 class PointInBox(Vision):
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         try:
             x, y = parsing.parse_point(self.answer(sample, item))
         except parsing.ParseError:
@@ -156,14 +160,14 @@ class PointInBox(Vision):
 
 
 class CountMatch(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.reference = templates.compile_template(spec["reference"])
         self.extract = spec["extract_answer"]
         self.tolerance = spec["tolerance"]
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         try:
             pred = parsing.parse_count(
                 answer(self.input, sample, item, self.extract, allow_unterminated=True)
@@ -182,13 +186,13 @@ class CountMatch(Leaf):
 
 
 class JsonSchema(Leaf):
-    def __init__(self, key, spec):
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
         self.input = templates.compile_template(spec["input"])
         self.extract = spec["extract_answer"]
         self.schema = spec["schema"]
 
-    def reward(self, i, sample, item, memo, run):
+    def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
         text = answer(self.input, sample, item, self.extract, allow_unterminated=False)
         try:
             value = json.loads(text)
