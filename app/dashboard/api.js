@@ -81,6 +81,32 @@ export async function request(path, opts = {}) {
   return { data, pollAfterMs: Number.isFinite(hint) && hint > 0 ? hint : null, response: resp };
 }
 
+/** GET an authenticated URL as text, reading at most `maxBytes` (a preview of a large file). */
+export async function fetchText(path, { signal, maxBytes = 4 * 1024 * 1024 } = {}) {
+  let resp;
+  try {
+    resp = await fetch(path, { headers: authHeaders(), cache: "no-store", signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, "network_error", "The server could not be reached");
+  }
+  if (!resp.ok) throw await toError(resp);
+  const reader = resp.body.getReader();
+  const chunks = [];
+  let size = 0, truncated = false;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+    if (size >= maxBytes) { truncated = true; reader.cancel(); break; }
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) { all.set(c, at); at += c.length; }
+  return { text: new TextDecoder().decode(all), truncated };
+}
+
 /** Download an authenticated URL (follows the server's redirect to storage) as a file. */
 export async function download(path, filename) {
   let resp;

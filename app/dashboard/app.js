@@ -4,6 +4,8 @@ import { replace } from "./dom.js";
 import { mountJobs } from "./jobs.js";
 import { mountJob } from "./job.js";
 import { mountFiles } from "./files.js";
+import { mountCreate } from "./create.js";
+import { mountPlayground } from "./playground.js";
 
 const $ = (sel) => document.querySelector(sel);
 const view = $("#view");
@@ -122,6 +124,8 @@ function route() {
   const ctx = { startPoller, toast, confirmDialog, onCleanup };
   if (section === "jobs" && parts[1]) mountJob(view, parts[1], ctx);
   else if (section === "files") mountFiles(view, parts[1] || null, ctx);
+  else if (section === "create") mountCreate(view, ctx);
+  else if (section === "playground") mountPlayground(view, parts[1] || null, ctx);
   else {
     if (section !== "jobs") history.replaceState(null, "", "#/jobs");
     mountJobs(view, ctx);

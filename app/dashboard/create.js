@@ -1,0 +1,401 @@
+// Create-job page: data files (upload or pick), base model, grader (preset or JSON, validated live
+// by the server), hyperparameters with the values "auto" resolves to, a dry run and its report, launch.
+import { ApiError, request } from "./api.js";
+import { fmtDuration, fmtNum, h, replace, TERMINAL } from "./dom.js";
+
+export const GRADER_PRESETS = {
+  classification: { type: "visual_rft", name: "visual_rft", task: "classification" },
+  detection: { type: "visual_rft", name: "visual_rft", task: "detection" },
+  grounding: { type: "visual_rft", name: "visual_rft", task: "grounding" },
+};
+
+// The hyperparameters with a form field. Anything else goes in the "more" JSON box. `auto`: the
+// server resolves an empty field; otherwise an empty field takes the documented default.
+const HP_FIELDS = [
+  { name: "n_epochs", kind: "int", auto: true },
+  { name: "batch_size", kind: "int", auto: true, help: "prompts per step" },
+  { name: "max_steps", kind: "int", auto: true },
+  { name: "learning_rate_multiplier", kind: "float", auto: true },
+  { name: "learning_rate", kind: "float", auto: true },
+  { name: "group_size", kind: "int", def: 8, help: "completions per prompt" },
+  { name: "max_completion_tokens", kind: "int", def: 256 },
+  { name: "temperature", kind: "float", def: 1.0 },
+  { name: "beta", kind: "float", def: 0.04, help: "KL weight" },
+  { name: "checkpoint_interval", kind: "int", auto: true },
+  { name: "eval_interval", kind: "int", auto: true },
+  { name: "eval_samples", kind: "int", auto: true },
+  { name: "lora.r", kind: "int", def: 16 },
+  { name: "lora.alpha", kind: "float", def: 32 },
+];
+
+const errText = (err) => (err instanceof ApiError ? err.describe() : String(err && err.message || err));
+
+function fieldId(name) {
+  return `hp-${name.replace(/\./g, "-")}`;
+}
+
+/** Parse one hyperparameter field: undefined when left to auto/default, else a JSON number. */
+function parseField(f, raw) {
+  const text = raw.trim();
+  if (text === "" || (f.auto && text.toLowerCase() === "auto")) return undefined;
+  const v = Number(text);
+  if (!Number.isFinite(v)) throw new Error(`${f.name}: "${text}" is not a number`);
+  if (f.kind === "int" && !Number.isInteger(v)) throw new Error(`${f.name}: "${text}" is not a whole number`);
+  return v;
+}
+
+function getPath(obj, path) {
+  return path.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj);
+}
+
+/** An SVG bar chart of a dry run's reward histogram ({edges, counts}). */
+function histogram(hist) {
+  const counts = (hist && hist.counts) || [];
+  const edges = (hist && hist.edges) || [];
+  if (!counts.length) return h("p", { class: "sub" }, "No rewards.");
+  const W = 360, H = 140, pad = 24;
+  const max = Math.max(...counts, 1);
+  const bw = (W - pad * 2) / counts.length;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "histogram");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `Reward histogram: ${counts.join(", ")} completions per bin`);
+  const mk = (tag, attrs, text) => {
+    const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    Object.entries(attrs).forEach(([k, v]) => el.setAttribute(k, String(v)));
+    if (text !== undefined) el.textContent = text;
+    svg.appendChild(el);
+    return el;
+  };
+  mk("line", { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: "#94a3b8" });
+  counts.forEach((c, i) => {
+    const bh = ((H - pad * 2) * c) / max;
+    const lo = edges[i], hi = edges[i + 1] ?? edges[i];
+    const bar = mk("rect", { x: pad + i * bw + 1, y: H - pad - bh, width: Math.max(bw - 2, 1), height: bh, fill: "#2563eb", "data-bin": i, "data-count": c });
+    const t = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    t.textContent = `${fmtNum(lo)}–${fmtNum(hi)}: ${c}`;
+    bar.appendChild(t);
+    if (c) mk("text", { x: pad + i * bw + bw / 2, y: H - pad - bh - 3, "text-anchor": "middle", class: "tick" }, String(c));
+  });
+  mk("text", { x: pad, y: H - 6, class: "tick" }, fmtNum(edges[0]));
+  mk("text", { x: W - pad, y: H - 6, "text-anchor": "end", class: "tick" }, fmtNum(edges.at(-1)));
+  mk("text", { x: W / 2, y: H - 6, "text-anchor": "middle", class: "axis-label" }, "reward");
+  return svg;
+}
+
+function dryRunReport(job) {
+  const r = job.dry_run_report || {};
+  const pct = (v) => (typeof v === "number" ? `${(v * 100).toFixed(0)} %` : "—");
+  const flags = Object.entries(r.flag_rates || {});
+  return h("div", { class: "dry-report", "data-dry-run": job.id },
+    r.warning ? h("p", { class: "warn-text", role: "note" }, "⚠ ", r.warning) : null,
+    h("p", { "data-field": "summary" }, r.summary || ""),
+    h("div", { class: "two-col" },
+      h("div", {},
+        h("h3", {}, "Reward histogram"),
+        histogram(r.reward_histogram),
+        h("p", { class: "sub" }, `${r.completions ?? "—"} completions: ${r.rows_sampled ?? "—"} rows × ${r.group_size ?? "—"}`)),
+      h("dl", { class: "kv" },
+        h("dt", {}, "Reward mean ± std"), h("dd", { "data-field": "reward" }, `${fmtNum(r.reward_mean)} ± ${fmtNum(r.reward_std)}`),
+        h("dt", {}, "Zero-variance groups"), h("dd", { "data-field": "zero_variance" }, pct(r.zero_variance_group_fraction)),
+        h("dt", {}, "Seconds per step"), h("dd", { "data-field": "seconds_per_step" }, fmtNum(r.seconds_per_step)),
+        h("dt", {}, "Estimated duration"), h("dd", { "data-field": "estimate" }, fmtDuration(r.estimated_total_seconds)),
+        h("dt", {}, "Completion length"), h("dd", {}, `${fmtNum(r.completion_length_mean)} tokens`),
+        Object.keys(r.rewards || {}).length
+          ? [h("dt", {}, "Per grader"), h("dd", { class: "mono" }, Object.entries(r.rewards).map(([k, v]) => `${k}=${fmtNum(v)}`).join("  "))]
+          : null)),
+    h("h3", {}, "Parse-failure flags (fraction of completions)"),
+    flags.length
+      ? h("table", { class: "flag-rates" }, h("tbody", {}, flags.map(([k, v]) => h("tr", { "data-flag": k },
+        h("td", { class: "mono" }, k), h("td", { class: "num" }, pct(v))))))
+      : h("p", { class: "sub" }, "No flags."),
+    (r.examples || []).length
+      ? [h("h3", {}, "Examples"), h("ol", { class: "dry-examples" }, r.examples.map((ex) => h("li", {},
+        h("span", { class: "sub" }, ex.prompt || ""), " → ", h("code", {}, ex.completion === "" ? "(empty)" : ex.completion),
+        " ", h("strong", {}, `reward ${fmtNum(ex.reward)}`))))]
+      : null);
+}
+
+export function mountCreate(root, ctx) {
+  document.title = "New job · vrft";
+  const controller = new AbortController();
+  ctx.onCleanup(() => controller.abort());
+  const signal = controller.signal;
+
+  const fileSelect = (id) => h("select", { id, name: id });
+  const trainSel = fileSelect("create-training-file");
+  const validSel = fileSelect("create-validation-file");
+  const uploadInput = (id) => h("input", { type: "file", id, accept: ".jsonl,.zip,.tar,.gz,.tgz,.parquet" });
+  const trainUpload = uploadInput("create-training-upload");
+  const validUpload = uploadInput("create-validation-upload");
+  const trainStatus = h("p", { class: "sub", role: "status", id: "create-training-status" });
+  const validStatus = h("p", { class: "sub", role: "status", id: "create-validation-status" });
+  const modelSel = h("select", { id: "create-model", name: "model" }, h("option", { value: "" }, "Loading models…"));
+  const suffix = h("input", { type: "text", id: "create-suffix", maxlength: 64, placeholder: "optional, e.g. colours", spellcheck: "false" });
+
+  const presetSel = h("select", { id: "create-grader-preset" },
+    Object.keys(GRADER_PRESETS).map((k) => h("option", { value: k }, `visual_rft · ${k}`)),
+    h("option", { value: "custom" }, "custom (edit the JSON)"));
+  const graderText = h("textarea", { id: "create-grader-json", rows: 9, spellcheck: "false", class: "mono",
+    "aria-describedby": "create-grader-feedback" });
+  const graderFeedback = h("div", { id: "create-grader-feedback", class: "grader-feedback", "aria-live": "polite" });
+
+  const hpInputs = new Map();
+  const resolvedCells = new Map();
+  const hpRows = HP_FIELDS.map((f) => {
+    const input = h("input", { type: "text", id: fieldId(f.name), inputmode: "decimal", placeholder: f.auto ? "auto" : String(f.def),
+      "data-hp": f.name, spellcheck: "false", autocomplete: "off" });
+    hpInputs.set(f.name, input);
+    const resolved = h("td", { class: "mono resolved", "data-resolved": f.name }, "—");
+    resolvedCells.set(f.name, resolved);
+    return h("tr", {},
+      h("th", { scope: "row" }, h("label", { for: fieldId(f.name) }, h("code", {}, f.name)), f.help ? h("div", { class: "sub" }, f.help) : null),
+      h("td", {}, input),
+      resolved);
+  });
+  const moreHp = h("textarea", { id: "create-more-hp", rows: 3, class: "mono", spellcheck: "false", placeholder: '{"loss_type": "dapo"}' });
+  const drySamples = h("input", { type: "text", id: "create-dry-samples", inputmode: "numeric", value: "8" });
+  const formError = h("p", { class: "form-error", id: "create-error", role: "alert" });
+  const dryBtn = h("button", { type: "button", id: "create-dry-run" }, "Dry run");
+  const launchBtn = h("button", { type: "button", class: "primary", id: "create-launch" }, "Launch job");
+  const dryBox = h("div", { id: "create-dry-report" }, h("p", { class: "sub" },
+    "A dry run samples a few training rows, generates completions with the base model, grades them and times one step — without training."));
+
+  const card = (id, title, ...children) => h("section", { class: "card", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
+  replace(root, h("section", { class: "page create-page", "aria-labelledby": "create-title" },
+    h("div", { class: "page-head" }, h("h1", { id: "create-title" }, "New fine-tuning job")),
+    card("create-data", "1 · Data",
+      h("div", { class: "field-grid" },
+        h("label", { for: "create-training-file" }, "Training file"), trainSel,
+        h("label", { for: "create-training-upload" }, "…or upload one"), h("div", {}, trainUpload, trainStatus),
+        h("label", { for: "create-validation-file" }, "Validation file"), validSel,
+        h("label", { for: "create-validation-upload" }, "…or upload one"), h("div", {}, validUpload, validStatus))),
+    card("create-model-card", "2 · Base model",
+      h("div", { class: "field-grid" },
+        h("label", { for: "create-model" }, "Model"), modelSel,
+        h("label", { for: "create-suffix" }, "Suffix"), suffix)),
+    card("create-grader", "3 · Grader",
+      h("div", { class: "field-grid" }, h("label", { for: "create-grader-preset" }, "Preset"), presetSel),
+      h("label", { for: "create-grader-json", class: "block-label" }, "Grader JSON (checked by the server as you type)"),
+      graderText, graderFeedback),
+    card("create-hp", "4 · Hyperparameters",
+      h("p", { class: "sub" }, "Leave a field empty for its default or \"auto\"; the resolved column shows what the job will train with (filled by a dry run)."),
+      h("div", { class: "table-scroll" }, h("table", { class: "hp-table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Hyperparameter"), h("th", { scope: "col" }, "Value"), h("th", { scope: "col" }, "Resolved"))),
+        h("tbody", {}, hpRows))),
+      h("label", { for: "create-more-hp", class: "block-label" }, "More hyperparameters (JSON object, merged in)"), moreHp),
+    card("create-run", "5 · Dry run and launch",
+      h("div", { class: "actions" },
+        h("label", { for: "create-dry-samples" }, "Rows to sample"), drySamples, dryBtn, launchBtn),
+      formError, dryBox)));
+
+  // ---- data files ----
+  let files = [];
+  function fillFileSelects(selectTrain, selectValid) {
+    const usable = files.filter((f) => f.status === "processed");
+    const opts = (sel, chosen, allowNone) => {
+      const current = chosen ?? sel.value;
+      replace(sel,
+        allowNone ? h("option", { value: "" }, "none") : (usable.length ? null : h("option", { value: "" }, "No processed files yet: upload one")),
+        usable.map((f) => h("option", { value: f.id, selected: f.id === current }, `${f.filename} · ${f.rows ?? "?"} rows · ${f.id}`)));
+      if (current && usable.some((f) => f.id === current)) sel.value = current;
+    };
+    opts(trainSel, selectTrain, false);
+    opts(validSel, selectValid, true);
+  }
+  async function loadFiles(selectTrain, selectValid) {
+    const { data } = await request("/v1/files?limit=100", { signal });
+    files = data.data;
+    fillFileSelects(selectTrain, selectValid);
+  }
+  async function upload(input, status, which) {
+    const file = input.files[0];
+    if (!file) return;
+    const fd = new FormData();
+    fd.append("purpose", "fine-tune");
+    fd.append("file", file, file.name);
+    status.textContent = `Uploading ${file.name}…`;
+    status.classList.remove("form-error");
+    try {
+      const { data } = await request("/v1/files", { method: "POST", form: fd, signal });
+      if (data.status !== "processed") {
+        status.textContent = `Uploaded ${data.filename} as ${data.id}; validation is still running (see Files).`;
+      } else {
+        status.textContent = `Uploaded ${data.filename} as ${data.id} (${data.rows ?? "?"} rows).`;
+      }
+      await loadFiles(which === "train" ? data.id : undefined, which === "valid" ? data.id : undefined);
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      const v = err instanceof ApiError && err.extra && err.extra.validation;
+      const first = v && (v.problems || [])[0];
+      status.textContent = `Upload failed: ${errText(err)}${first ? ` — line ${first.line}, ${first.field}: ${first.message}` : ""}`;
+      status.classList.add("form-error");
+    } finally {
+      input.value = "";
+    }
+  }
+  trainUpload.addEventListener("change", () => upload(trainUpload, trainStatus, "train"));
+  validUpload.addEventListener("change", () => upload(validUpload, validStatus, "valid"));
+
+  // ---- models ----
+  async function loadModels() {
+    const { data } = await request("/v1/models", { signal });
+    const base = data.data.filter((m) => !m.fine_tuning_job);
+    replace(modelSel, base.map((m) => h("option", { value: m.id }, m.id)));
+    if (!base.length) replace(modelSel, h("option", { value: "" }, "No base models configured"));
+  }
+
+  // ---- grader: preset or JSON, validated by the server as it is typed ----
+  let graderValid = null; // the normalised grader, or null while invalid/unchecked
+  let validateSeq = 0, validateTimer = null;
+  function setPreset(name) {
+    graderText.value = JSON.stringify(GRADER_PRESETS[name], null, 2);
+    scheduleValidate(0);
+  }
+  function scheduleValidate(delay = 350) {
+    clearTimeout(validateTimer);
+    graderValid = null;
+    validateTimer = setTimeout(validateGrader, delay);
+  }
+  async function validateGrader() {
+    const seq = ++validateSeq;
+    let grader;
+    try {
+      grader = JSON.parse(graderText.value);
+    } catch (err) {
+      graderText.setAttribute("aria-invalid", "true");
+      replace(graderFeedback, h("p", { class: "form-error", "data-grader-state": "invalid" }, `Not JSON: ${err.message}`));
+      return;
+    }
+    replace(graderFeedback, h("p", { class: "sub", "data-grader-state": "checking" }, "Checking…"));
+    try {
+      const { data } = await request("/v1/fine_tuning/alpha/graders/validate", { method: "POST", body: { grader }, signal });
+      if (seq !== validateSeq) return;
+      graderValid = grader;
+      graderText.removeAttribute("aria-invalid");
+      replace(graderFeedback, h("p", { class: "ok-text", "data-grader-state": "valid" }, `✓ Valid ${data.grader.type} grader "${data.grader.name}"`),
+        h("details", {}, h("summary", {}, "Normalised grader (as a job stores it)"),
+          h("pre", { class: "json", tabindex: "0" }, JSON.stringify(data.grader, null, 2))));
+    } catch (err) {
+      if (err.name === "AbortError" || seq !== validateSeq) return;
+      graderText.setAttribute("aria-invalid", "true");
+      replace(graderFeedback, h("p", { class: "form-error", "data-grader-state": "invalid" }, errText(err),
+        err.param ? h("span", { class: "param" }, " — field ", h("code", { "data-field": "param" }, err.param)) : null));
+    }
+  }
+  presetSel.addEventListener("change", () => { if (presetSel.value !== "custom") setPreset(presetSel.value); });
+  graderText.addEventListener("input", () => {
+    const preset = Object.entries(GRADER_PRESETS).find(([, g]) => { try { return JSON.stringify(JSON.parse(graderText.value)) === JSON.stringify(g); } catch (_) { return false; } });
+    presetSel.value = preset ? preset[0] : "custom";
+    scheduleValidate();
+  });
+
+  // ---- the request body ----
+  function hyperparameters() {
+    let hp = {};
+    const more = moreHp.value.trim();
+    if (more) {
+      try { hp = JSON.parse(more); } catch (err) { throw new Error(`More hyperparameters: not JSON (${err.message})`); }
+      if (!hp || typeof hp !== "object" || Array.isArray(hp)) throw new Error("More hyperparameters: must be a JSON object");
+    }
+    for (const f of HP_FIELDS) {
+      const input = hpInputs.get(f.name);
+      let v;
+      try { v = parseField(f, input.value); input.removeAttribute("aria-invalid"); } catch (err) { input.setAttribute("aria-invalid", "true"); input.focus(); throw err; }
+      if (v === undefined) continue;
+      const [head, tail] = f.name.split(".");
+      if (tail) hp[head] = { ...(hp[head] || {}), [tail]: v };
+      else hp[head] = v;
+    }
+    return hp;
+  }
+  function body(dryRun) {
+    if (!trainSel.value) throw new Error("Pick or upload a training file.");
+    if (!modelSel.value) throw new Error("Pick a base model.");
+    let grader;
+    try { grader = JSON.parse(graderText.value); } catch (err) { throw new Error(`Grader: not JSON (${err.message})`); }
+    const b = { model: modelSel.value, training_file: trainSel.value,
+      method: { type: "reinforcement", reinforcement: { grader, hyperparameters: hyperparameters() } } };
+    if (validSel.value) b.validation_file = validSel.value;
+    if (suffix.value.trim()) b.suffix = suffix.value.trim();
+    if (dryRun) {
+      b.dry_run = true;
+      const n = Number(drySamples.value.trim() || "8");
+      if (!Number.isInteger(n) || n < 1) throw new Error(`Rows to sample: "${drySamples.value}" is not a whole number ≥ 1`);
+      b.dry_run_samples = n;
+    }
+    return b;
+  }
+
+  function showResolved(job) {
+    const res = job.resolved_hyperparameters || {};
+    for (const f of HP_FIELDS) {
+      const cell = resolvedCells.get(f.name);
+      const v = getPath(res, f.name);
+      const input = hpInputs.get(f.name).value.trim();
+      const fromAuto = f.auto && (input === "" || input.toLowerCase() === "auto");
+      replace(cell, v === undefined ? "—" : fmtNum(v, 8), fromAuto && v !== undefined ? h("span", { class: "sub" }, " (auto)") : null);
+    }
+  }
+
+  let dryPoller = null;
+  function busy(on) {
+    dryBtn.disabled = on;
+    launchBtn.disabled = on;
+  }
+  async function create(dryRun) {
+    formError.textContent = "";
+    let b;
+    try { b = body(dryRun); } catch (err) { formError.textContent = err.message; return null; }
+    busy(true);
+    try {
+      const { data } = await request("/v1/fine_tuning/jobs", { method: "POST", body: b, signal });
+      return data;
+    } catch (err) {
+      if (err.name !== "AbortError") formError.textContent = `Could not create the job: ${errText(err)}${err.param ? ` (field ${err.param})` : ""}`;
+      return null;
+    } finally {
+      busy(false);
+    }
+  }
+
+  dryBtn.addEventListener("click", async () => {
+    const job = await create(true);
+    if (!job) return;
+    showResolved(job);
+    if (dryPoller) dryPoller.stop();
+    replace(dryBox, h("p", { class: "sub", "data-dry-run-status": job.status }, `Dry run ${job.id} is ${job.status}…`));
+    dryBtn.disabled = true;
+    dryPoller = ctx.startPoller(async () => {
+      const { data, pollAfterMs } = await request(`/v1/fine_tuning/jobs/${encodeURIComponent(job.id)}`, { signal });
+      if (!TERMINAL.has(data.status)) {
+        replace(dryBox, h("p", { class: "sub", "data-dry-run-status": data.status }, `Dry run ${data.id} is ${data.status}…`,
+          data.queue_position ? ` (queue position ${data.queue_position})` : ""));
+        return pollAfterMs;
+      }
+      dryBtn.disabled = false;
+      showResolved(data);
+      if (data.status === "succeeded" && data.dry_run_report) {
+        replace(dryBox, h("h3", {}, "Dry run report ", h("a", { href: `#/jobs/${encodeURIComponent(data.id)}`, class: "sub mono" }, data.id)), dryRunReport(data));
+      } else {
+        const e = data.error || {};
+        replace(dryBox, h("div", { class: "error-panel card", role: "alert", "data-dry-run-status": data.status },
+          h("strong", {}, `Dry run ${data.status}`), e.code ? [": ", h("code", {}, e.code)] : null, h("p", {}, e.message || "")));
+      }
+      return "stop";
+    });
+  });
+
+  launchBtn.addEventListener("click", async () => {
+    const job = await create(false);
+    if (!job) return;
+    ctx.toast(`Created ${job.id}.`);
+    location.hash = `#/jobs/${encodeURIComponent(job.id)}`;
+  });
+
+  setPreset("classification");
+  Promise.all([loadFiles(), loadModels()]).catch((err) => {
+    if (err.name !== "AbortError") formError.textContent = `Could not load files or models: ${errText(err)}`;
+  });
+}
