@@ -45,3 +45,24 @@ def test_cli_trains_from_a_jsonl_and_writes_the_adapter(model_cache, tmp_path):
     assert Path(done["adapter_dir"]) == tmp_path / "out" / "adapter"
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "out" / "checkpoints" / "step-2" / "trainer_state.pt").is_file()
+
+
+def test_cli_runs_sft_on_chat_rows(model_cache, tmp_path):
+    image = "data:image/png;base64," + base64.b64encode(png((255, 0, 0))).decode()
+    chat = {"id": "c1", "images": [image], "messages": [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]},
+        {"role": "assistant", "content": "red"}]}
+    row = {"id": "r1", "prompt": "Colour?", "image": image, "item": {"solution": "red"}}
+    (tmp_path / "train.jsonl").write_text(json.dumps(chat) + "\n" + json.dumps(row) + "\n")
+    (tmp_path / "run.json").write_text(json.dumps({
+        "method": "sft", "model": "vrft/tiny-qwen2-vl", "model_cache_dir": str(model_cache), "output_dir": "out",
+        "train_file": "train.jsonl", "val_file": "train.jsonl", "max_steps": 2, "prompts_per_step": 2}))
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "workers.training", str(tmp_path / "run.json"), "--threads", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
+    assert all("train_loss" in e for e in events if e["event"] == "step")
+    assert any(e["event"] == "eval" and "valid_loss" in e for e in events)
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()

@@ -5,6 +5,8 @@ The file holds every `TrainConfig` field you want to set, flat, plus:
   val_file     optional, same format; evaluated at eval_interval and at the end
   grader       a grader spec (inline object, or the path of a JSON file holding one), scored by
                app.graders; or "package.module:function" naming a reward_fn(samples, items)
+  method       "grpo" (default, needs a grader) or "sft" (supervised: rows' item.solution or chat rows
+               {"messages", "images"} are the targets; a grader, if given, adds a task metric to evaluations)
 Relative paths are relative to the config file. Example:
 
   {"model": "vrft/tiny-qwen2-vl", "output_dir": "var/run1", "train_file": "train.jsonl",
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CLI_KEYS = ("train_file", "val_file", "grader")
+CLI_KEYS = ("train_file", "val_file", "grader", "method")
 
 
 def _resolve(base: Path, value: str | None) -> Path | None:
@@ -77,13 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     from workers.training.config import TrainConfig, read_config_file
     from workers.training.data import read_jsonl
     from workers.training.grpo import train
+    from workers.training.sft import train_sft
 
     if args.threads:
         torch.set_num_threads(args.threads)
     raw = read_config_file(args.config)
     base = args.config.resolve().parent
-    if "train_file" not in raw or "grader" not in raw:
-        parser.error("the config file needs 'train_file' and 'grader'")
+    method = raw.get("method", "grpo")
+    if method not in ("grpo", "sft"):
+        parser.error(f"method must be 'grpo' or 'sft', not {method!r}")
+    if "train_file" not in raw or (method == "grpo" and "grader" not in raw):
+        parser.error("the config file needs 'train_file' (and 'grader' for GRPO)")
     fields = {k: v for k, v in raw.items() if k not in CLI_KEYS}
     for key in ("output_dir", "resume_from", "model_cache_dir"):
         if fields.get(key):
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_dict(fields)
     train_data = read_jsonl(_resolve(base, raw["train_file"]))
     val_data = read_jsonl(_resolve(base, raw["val_file"])) if raw.get("val_file") else None
-    grader = load_grader(raw["grader"], base)
+    grader = load_grader(raw["grader"], base) if raw.get("grader") is not None else None
 
     hooks = PrintHooks()
 
@@ -102,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"event": "pause_requested"}), file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, pause)
-    result = train(config, train_data, val_data=val_data, grader=grader, hooks=hooks)
+    result = (train if method == "grpo" else train_sft)(config, train_data, val_data=val_data, grader=grader,
+                                                         hooks=hooks)
     print(json.dumps({"event": "done", "steps": result.steps, "stopped": result.stopped,
                       "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
                       "checkpoint_dir": str(result.checkpoint_dir) if result.checkpoint_dir else None}), flush=True)

@@ -63,7 +63,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
          "item": {"solution": "<answer>red</answer>"}}
 
     `image` is a data URL or a file path (relative paths are relative to the JSONL file); `id`
-    defaults to the line number, `item` to {}. Images stay encoded bytes until a batch needs them.
+    defaults to the line number, `item` to {}. For SFT a row may instead be a chat:
+    `{"messages": [...], "images": [data URL or path, ...]}` (see sft.py). Images stay encoded bytes until a batch needs them.
     """
     path = Path(path)
     examples = []
@@ -72,6 +73,11 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
+            if "messages" in row:  # a chat row (SFT): images in the order of their {"type": "image"} parts
+                examples.append({"id": str(row.get("id", number)), "messages": row["messages"],
+                                 "images": [_decode_image_ref(ref, path.parent) for ref in row.get("images", [])],
+                                 "item": row.get("item", {})})
+                continue
             examples.append({"id": str(row.get("id", number)), "prompt": row["prompt"],
                              "image": _decode_image_ref(row["image"], path.parent), "item": row.get("item", {})})
         except (KeyError, ValueError, OSError) as exc:
