@@ -110,3 +110,20 @@ def test_the_trainers_named_failures_become_job_error_codes(raised, code, words)
 def test_other_failures_are_not_guessed_at():
     with pytest.raises(ValueError), trainer_errors():  # left to classify(): internal, logged
         raise ValueError("could not read config")
+
+
+def test_a_diverged_step_is_stored_as_strict_json():
+    """NaN/inf from a diverged step become null in the event, so the events list always renders."""
+    import json
+
+    from app.jobs.metrics import eval_event, step_event
+
+    metrics = {key: 1.0 for key in STEP_KEYS} | {"step": 3, "rewards": {"iou": float("nan")}, "loss": float("inf"),
+                                                 "kl": float("nan")}
+    event = step_event(metrics, total_steps=10)
+    assert event["loss"] is None and event["kl"] is None and event["rewards"] == {"iou": None}
+    assert event["total_steps"] == 10 and event["step"] == 3
+    json.dumps(event, allow_nan=False)
+    data = eval_event(3, {"reward_mean": float("nan"), "rewards": {}, "map": 0.5})
+    assert data["valid_reward_mean"] is None and data["valid_map"] == 0.5
+    json.dumps(data, allow_nan=False)
