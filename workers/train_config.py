@@ -8,13 +8,9 @@ keep ``TrainConfig``'s own values.
 
 from __future__ import annotations
 
+from app.graders import metric_task
 from app.jobs.hyperparameters import ResolvedHyperparameters
 from workers.training.config import TrainConfig
-
-
-def eval_task(grader: dict) -> str | None:
-    """The task metric evaluation reports: the ``visual_rft`` preset's task, else none."""
-    return grader.get("task") if grader.get("type") == "visual_rft" else None
 
 
 def train_config(hp: ResolvedHyperparameters, *, model: str, seed: int, grader: dict, model_cache_dir: str,
@@ -31,5 +27,5 @@ def train_config(hp: ResolvedHyperparameters, *, model: str, seed: int, grader: 
         lora_r=hp.lora.r, lora_alpha=hp.lora.alpha, lora_dropout=hp.lora.dropout,
         lora_target_modules=tuple(hp.lora.target_modules), gradient_checkpointing=hp.gradient_checkpointing,
         checkpoint_interval=hp.checkpoint_interval, eval_interval=hp.eval_interval,
-        eval_samples=hp.eval_samples, eval_task=eval_task(grader), resume_from=resume_from,
+        eval_samples=hp.eval_samples, eval_task=metric_task(grader), resume_from=resume_from,
     )

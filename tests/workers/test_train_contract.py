@@ -13,7 +13,7 @@ import torch
 
 from app.catalog import TINY_PARAMETERS
 from app.jobs.hyperparameters import DEFAULT_LORA_TARGETS, ResolvedHyperparameters, parse, resolve
-from app.jobs.metrics import STEP_KEYS, EvalEvent, StepEvent
+from app.jobs.metrics import STEP_KEYS, TASK_METRICS, EvalEvent, StepEvent
 from app.jobs.status import JobErrorCode
 from workers.runner import JobFailure, trainer_errors
 from workers.train_config import train_config
@@ -34,7 +34,7 @@ def _hp(**raw) -> ResolvedHyperparameters:
 
 
 def _config(hp: ResolvedHyperparameters, **kw) -> TrainConfig:
-    args = dict(model="vrft/tiny-qwen2-vl", seed=7, grader={"type": "visual_rft", "task": "detection"},
+    args = dict(model="vrft/tiny-qwen2-vl", seed=7, grader={"type": "visual_rft", "name": "d", "task": "detection"},
                 model_cache_dir="/cache", output_dir="/out", resume_from=None) | kw
     return train_config(hp, **args)
 
@@ -70,7 +70,10 @@ def test_auto_resolves_to_what_the_trainer_runs():
 
 
 def test_the_api_knows_the_trainers_defaults_and_the_tiny_models_sizes(tmp_path):
+    from workers.training.evaluate import METRICS
+
     assert DEFAULT_LORA_TARGETS == DEFAULT_TARGETS
+    assert set(TASK_METRICS) == set(METRICS.values())  # the evaluation metrics events can name
     for name, count in TINY_PARAMETERS.items():
         model = load_model(resolve_model(name, tmp_path), device="cpu").model
         assert sum(p.numel() for p in model.parameters()) == count, name
