@@ -49,7 +49,23 @@ class Problem:
     message: str
 
     def to_dict(self) -> dict:
-        return {"line": self.line, "field": self.field, "code": str(self.code), "message": self.message}
+        field = None if self.field is None else storable(self.field)
+        return {"line": self.line, "field": field, "code": str(self.code), "message": storable(self.message)}
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and other control characters, and lone surrogates, written as escapes.
+
+    Messages and field paths quote the user's own keys and values; the report is stored (Postgres
+    refuses NUL in text, and no encoder takes a lone surrogate) and rendered, so neither may fail."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class Invalid(Exception):

@@ -22,7 +22,7 @@ from app.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 PURPOSES = ("fine-tune",)
-ACTIVE_JOB_STATUSES = ("validating_files", "queued", "running", "paused")
+from app.jobs.status import ACTIVE as ACTIVE_JOB_STATUSES  # noqa: E402  (jobs that still read their files)
 
 
 def dataset_limits(settings: Settings):
@@ -62,13 +62,12 @@ def describe_problem(p: dict) -> str:
 def invalid_dataset_error(report: dict) -> ServiceError:
     problems = report.get("problems") or []
     first = problems[0] if problems else {"line": None, "field": None, "message": "dataset has no valid rows"}
-    err = ServiceError(
+    return ServiceError(
         ErrorCode.DATASET_INVALID,
         f"Dataset is invalid — {report_summary(report)}. Nothing was stored.",
         param=first.get("field"),
+        extra={"line": first.get("line"), "validation": report},
     )
-    err.extra = {"line": first.get("line"), "validation": report}
-    return err
 
 
 def create_file(
@@ -136,6 +135,7 @@ def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings
 
     def run() -> None:
         from app.datasets import validate_dataset
+        from app.datasets.report import storable
 
         try:
             report = validate_dataset(tmp_path, filename, dataset_limits(settings)).to_dict()
@@ -143,17 +143,28 @@ def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings
             details = None if report["ok"] else report_summary(report)
         except Exception as exc:  # a validator bug must still end the file's 'uploaded' state
             log.exception("file.validation_crashed", extra={"file_id": file_id})
-            report, status, details = None, "error", f"validation failed unexpectedly: {exc}"
+            report, status, details = None, "error", storable(f"validation failed unexpectedly: {exc}")
         finally:
             tmp_path.unlink(missing_ok=True)
-        with session_scope() as session:
-            session.execute(
-                sa.update(File).where(File.id == file_id).values(status=status, report=report, status_details=details)
-            )
+        try:
+            _finish_validation(file_id, status, report, details)
+        except sa.exc.DBAPIError as exc:
+            if isinstance(exc, sa.exc.OperationalError):
+                raise  # the database is down: the start-up pass revalidates the file later
+            # The database refused this report (a bug in what we stored): end 'uploaded' anyway.
+            log.exception("file.report_not_stored", extra={"file_id": file_id})
+            _finish_validation(file_id, "error", None, "validation finished, but its report could not be stored")
 
     thread = threading.Thread(target=run, name=f"validate-{file_id}", daemon=True)
     thread.start()
     return thread
+
+
+def _finish_validation(file_id: str, status: str, report: dict | None, details: str | None) -> None:
+    with session_scope() as session:
+        session.execute(
+            sa.update(File).where(File.id == file_id).values(status=status, report=report, status_details=details)
+        )
 
 
 def resume_pending_validations(settings: Settings, store: ObjectStore, *, before: float | None = None) -> list[str]:

@@ -80,3 +80,37 @@ def test_validation_interrupted_by_a_restart_is_resumed(database, s3_server, tmp
             break
         time.sleep(0.2)
     assert statuses == {ok.id: "processed", gone.id: "error"}
+
+
+def test_background_report_quoting_nul_and_surrogates_is_stored(database, s3_server, tmp_path):
+    """A problem message quotes the user's own text (a role, a key); with a NUL or a lone surrogate
+    in it, the report and status_details must still be writable to Postgres, or the file would stay
+    'uploaded' forever."""
+    import json
+
+    import sqlalchemy as sa
+
+    from app.auth.service import create_key
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.files.models import File
+    from app.files.service import storage_key, validate_in_background
+    from app.ids import new_id
+
+    row = {"messages": [{"role": "\x00evil\ud800", "content": [
+        {"type": "image_url", "image_url": {"url": data_url(_noise_png())}}]}], "k\x00": 1}
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(json.dumps(row).encode() + b"\n")
+    with session_scope() as session:
+        project, _ = create_key(session, project_name=f"nul-{new_id('p')}")
+        f = File(id=new_id("file"), project_id=project.id, filename="t.jsonl", purpose="fine-tune",
+                 bytes=path.stat().st_size, sha256="x", status="uploaded", storage_key="")
+        f.storage_key = storage_key(project.id, f.id)
+        session.add(f)
+    validate_in_background(f.id, "t.jsonl", path, get_settings()).join(timeout=30)
+    with session_scope() as session:
+        status, details, report = session.execute(
+            sa.select(File.status, File.status_details, File.report).where(File.id == f.id)).one()
+    assert status == "error"
+    assert "\x00" not in details and "\\x00evil\\ud800" in details
+    assert all("\x00" not in p["message"] for p in report["problems"])
