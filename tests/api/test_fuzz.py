@@ -11,6 +11,7 @@ Bounded for CI: a fixed number of examples per operation, derandomized (the same
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -22,7 +23,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.factories import job_body, jsonl, upload, visual_rft_rows
 
-EXAMPLES = 40  # per operation; 20 operations, ~40 s here
+# per operation (20 operations, ~40 s here); VRFT_FUZZ_EXAMPLES=500 for a deeper run by hand
+EXAMPLES = int(os.environ.get("VRFT_FUZZ_EXAMPLES", "40"))
 
 
 def _load_schema():
@@ -61,6 +63,21 @@ def seeded(make_client, db_session):
             "checkpoint": "ftckpt-fuzz0000000000000000"}
 
 
+# The request schema types hyperparameters as an open object (their rules live in the service), so
+# the fuzzer alone would never name one: draw hostile values for the real names ourselves.
+HP_NAMES = ["n_epochs", "batch_size", "learning_rate_multiplier", "learning_rate", "max_steps",
+            "checkpoint_interval", "eval_interval", "eval_samples", "group_size", "beta", "max_completion_tokens",
+            "temperature", "top_p", "num_iterations", "max_pixels", "min_pixels", "gradient_accumulation_steps",
+            "gradient_checkpointing", "loss_type", "scale_rewards", "lora"]
+HOSTILE = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(), st.none(),
+    st.sampled_from(["NaN", "Infinity", "-1e309", "auto", "4", "", "grpo"]),
+    st.dictionaries(st.sampled_from(["r", "alpha", "dropout", "target_modules"]),
+                    st.one_of(st.integers(min_value=-(2**40), max_value=2**40), st.floats(), st.text(max_size=3)),
+                    max_size=3),
+)
+
+
 def _aim(case, data, seeded) -> None:
     """Point ids at real objects about half the time; always authenticate as the seeded project."""
     ids = {"file_id": [seeded["file"]], "job_id": [seeded["live"], seeded["done"]],
@@ -68,6 +85,11 @@ def _aim(case, data, seeded) -> None:
     for name, real in ids.items():
         if case.path_parameters and name in case.path_parameters:
             case.path_parameters[name] = data.draw(st.sampled_from([case.path_parameters[name], *real]), label=name)
+    if case.method == "POST" and case.path == "/v1/fine_tuning/jobs" and data.draw(st.booleans(), label="valid"):
+        body = job_body(seeded["file"])  # everything valid but the hyperparameters
+        body["method"]["reinforcement"]["hyperparameters"] = data.draw(
+            st.dictionaries(st.sampled_from(HP_NAMES), HOSTILE, max_size=4), label="hyperparameters")
+        case.body = body
     if isinstance(case.body, dict):
         for field in ("training_file", "validation_file"):
             if field in case.body:
