@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.db import now, session_scope
+from app.graders import drawn_boxes
 from app.ids import new_id
 from app.jobs import lifecycle
 from app.jobs.metrics import StepMetrics, eval_event, finite, step_event
@@ -39,34 +40,6 @@ def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), full
 
 
-def box_task(grader: dict) -> str | None:
-    """"detection" or "grounding" when the job's grader reads boxes the dashboard can draw, else None."""
-    from app.graders import metric_task
-
-    task = metric_task(grader)
-    return task if task in ("detection", "grounding") else None
-
-
-def drawn_boxes(grader: dict, task: str, texts: list[str], sample: dict, item: dict
-                ) -> tuple[list[list[float]] | None, list[list[list[float]] | None]]:
-    """(ground-truth boxes, each completion's boxes) in 0–1 image coordinates, for drawing.
-
-    Read by the job's grader (``app.graders.read``): its answer parsing, its ``coords`` for the
-    completions and ``reference_coords`` for the truth, with ``sample``'s image sizes — so the
-    picture shows what the reward compared. A side the grader could not read is None (not drawn;
-    the completion's flags say why).
-    """
-    from app.graders import read
-
-    samples = [{**sample, "output_text": text} for text in texts] or [{**sample, "output_text": ""}]
-    readings = read(grader, samples, [item] * len(samples), task)
-
-    def unit(boxes):
-        return None if boxes is None else [[round(v, 4) for v in box[:4]] for box in boxes]
-
-    return unit(readings[0].reference), [unit(r.prediction) for r in readings[:len(texts)]]
-
-
 class JobHooks:
     def __init__(self, *, job_id: str, project_id: str, worker_id: str, lease, store, settings,
                  examples: dict[str, dict],
@@ -78,7 +51,6 @@ class JobHooks:
         self.total_steps = total_steps
         self.completions_per_step = completions_per_step
         self.grader = grader  # the job's normalised grader: it reads the boxes the dashboard draws
-        self.box_task = box_task(grader)
         self.flush_s = flush_s
         self.pending_events: list[dict] = []
         self.pending_rollouts: list[tuple[int, list[dict]]] = []
@@ -185,10 +157,13 @@ class JobHooks:
                 self._thumbs[key] = thumbnail(example["image"])
             image, size = self._thumbs[key]
         item = example["item"] if example else {}
-        gt_boxes, boxes = None, [None] * len(r["completions"])
-        if self.box_task:
-            sizes = {k: r[k] for k in ("image_size", "resized_image_size") if r.get(k)}
-            gt_boxes, boxes = drawn_boxes(self.grader, self.box_task, list(r["completions"]), sizes, item)
+        # the boxes as the grader read them (its parsing, coords and reference_coords, these image
+        # sizes), so the picture shows what the reward compared; None where a side was unreadable
+        sizes = {k: r[k] for k in ("image_size", "resized_image_size") if r.get(k)}
+        samples = [{**sizes, "output_text": text} for text in r["completions"]]
+        drawn = drawn_boxes(self.grader, samples, [item] * len(samples)) if samples else None
+        boxes = [prediction for prediction, _ in drawn] if drawn else [None] * len(samples)
+        gt_boxes = drawn[0][1] if drawn else None
         completions = []
         for i, text in enumerate(r["completions"]):
             completions.append({

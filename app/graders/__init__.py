@@ -9,9 +9,10 @@ Pure Python (no torch, no database, no FastAPI outside ``router.py``) so both si
     check_item_fields(spec, available) -> None               # ServiceError naming a template reading an absent field
     metric_task(spec) -> str | None                          # classification | detection | grounding
     read(spec, samples, items, task=None) -> list[Reading]   # parsed answer + reference, in one frame
+    drawn_boxes(spec, samples, items)                        # those boxes as 0–1 lists, for pictures
 """
 
-from app.graders.readings import Reading, metric_task, read
+from app.graders.readings import Reading, drawn_boxes, metric_task, read
 from app.graders.scoring import (
     FLAGS,
     ScoreResult,
@@ -28,6 +29,7 @@ __all__ = [
     "Reading",
     "ScoreResult",
     "check_item_fields",
+    "drawn_boxes",
     "expand_preset",
     "grader_names",
     "metric_task",

@@ -7,6 +7,7 @@ aliases, or assume a coordinate convention the grader does not use.
 
     metric_task(grader) -> "classification" | "detection" | "grounding" | None
     read(grader, samples, items, task=None) -> list[Reading]
+    drawn_boxes(grader, samples, items) -> [(predicted, reference)] | None   # for pictures
 """
 
 from __future__ import annotations
@@ -89,3 +90,21 @@ def read(grader: dict[str, Any], samples: list[dict[str, Any]], items: list[dict
 
 def _box(b: tuple[float, float, float, float]) -> Box:
     return (b[0], b[1], b[2], b[3], None)
+
+
+UnitBoxes = list[list[float]]  # [[x1, y1, x2, y2], ...] in fractions of the image, rounded
+
+
+def drawn_boxes(grader: dict[str, Any], samples: list[Sample], items: list[Item]
+                ) -> list[tuple[UnitBoxes | None, UnitBoxes | None]] | None:
+    """For pictures (the dashboard, the run endpoint): each sample's (predicted, reference) boxes as
+    the grader read them, in 0–1 image coordinates; a side it could not read is None. None when the
+    grader reads no boxes at all."""
+    task = metric_task(grader)
+    if task not in ("detection", "grounding"):
+        return None
+
+    def unit(boxes: tuple[Box, ...] | None) -> UnitBoxes | None:
+        return None if boxes is None else [[round(v, 4) for v in box[:4]] for box in boxes]
+
+    return [(unit(r.prediction), unit(r.reference)) for r in read(grader, samples, items, task)]

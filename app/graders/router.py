@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import error_responses
-from app.graders import FLAGS, metric_task, read, score, validate_grader
+from app.graders import FLAGS, drawn_boxes, score, validate_grader
 
 router = APIRouter(prefix="/v1/fine_tuning/alpha/graders", tags=["graders"])
 
@@ -63,10 +63,6 @@ class RunResponse(BaseModel):
     model_grader_token_usage_per_model: dict[str, Any]
 
 
-def _unit_boxes(boxes) -> list[list[float]] | None:
-    return None if boxes is None else [[round(v, 4) for v in box[:4]] for box in boxes]
-
-
 @router.post("/validate", response_model=ValidateResponse, responses=error_responses(422))
 def validate(body: ValidateRequest, allow_python: bool = Depends(python_grader_enabled)) -> dict[str, Any]:
     return {"grader": validate_grader(body.grader, allow_python=allow_python)}
@@ -102,11 +98,8 @@ def run(body: RunRequest, allow_python: bool = Depends(python_grader_enabled)) -
         model_grader_server_error_details=None,
     )
     # vrft: the boxes the grader read (norm1 fractions of the image), so a client draws what was scored
-    boxes = None
-    task = metric_task(grader)
-    if task in ("detection", "grounding"):
-        reading = read(grader, [sample], [body.item], task)[0]
-        boxes = {"prediction": _unit_boxes(reading.prediction), "reference": _unit_boxes(reading.reference)}
+    drawn = drawn_boxes(grader, [sample], [body.item])
+    boxes = None if drawn is None else {"prediction": drawn[0][0], "reference": drawn[0][1]}
     return {
         "reward": result.rewards[0],
         "sub_rewards": {name: values[0] for name, values in result.sub_rewards.items()},

@@ -45,3 +45,13 @@ def test_a_grader_without_the_tasks_leaf_says_so():
         read({"type": "format", "name": "f"}, [{"output_text": "x"}], [{}])
     with pytest.raises(ValueError, match="no GroundingIoU leaf"):
         read({"type": "box_iou", "name": "b"}, [{"output_text": "x"}], [{}], task="grounding")
+
+
+def test_drawn_boxes_are_rounded_unit_lists_and_none_for_other_graders():
+    from app.graders import drawn_boxes
+
+    grader = {"type": "visual_rft", "name": "g", "task": "grounding", "reference_coords": "pixels"}
+    samples = [{"output_text": "<answer>(0,0),(333,500)</answer>", **SIZE}, {"output_text": "x", **SIZE}]
+    got = drawn_boxes(grader, samples, [{"solution": "[0, 0, 100, 50]"}] * 2)
+    assert got == [([[0.0, 0.0, 0.333, 0.5]], [[0.0, 0.0, 0.5, 0.5]]), (None, [[0.0, 0.0, 0.5, 0.5]])]
+    assert drawn_boxes({"type": "label_match", "name": "l"}, [{"output_text": "x"}], [{"solution": "x"}]) is None
