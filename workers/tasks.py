@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers.celery_app import celery_app
 from app.queue import RUN_JOB_TASK
+from workers.celery_app import celery_app
 
 
 @celery_app.task(name=RUN_JOB_TASK)

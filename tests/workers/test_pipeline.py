@@ -13,7 +13,6 @@ from tests.proxy import TcpProxy
 from tests.services import S3_PORT
 from tests.workers.conftest import metric_steps, wait_for, wait_status
 
-
 # A reward a random tiny model earns in varying amounts, so groups have variance and GRPO updates the
 # adapter (the paper's rewards score 0 for every completion of a random model: no gradient at all).
 SIMILARITY = {"type": "text_similarity", "name": "similarity", "input": "{{sample.output_text}}",
