@@ -163,3 +163,46 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_not_a_dropped_connectio
         r = client.get("/db")
         assert r.status_code == 503 and r.json()["error"]["code"] == "dependency_unavailable"
         assert r.headers["Retry-After"]
+
+
+def test_concurrent_retries_with_one_key_make_one_object(database):
+    """Two transactions race with the same Idempotency-Key: both get the winner's body; the loser's
+    work is rolled back (its rollback clean-up runs, its after-commit work never does)."""
+    import threading
+    import uuid
+
+    from app.auth.models import Project
+    from app.auth.service import create_key
+    from app.db import get_sessionmaker, on_commit, on_rollback, session_scope
+    from app.idempotency.service import idempotent
+
+    with session_scope() as session:
+        project_id = create_key(session, project_name=f"race-{uuid.uuid4().hex[:8]}")[0].id
+    both_made = threading.Barrier(2, timeout=30)
+    events: list[str] = []
+    answers: dict[str, dict] = {}
+
+    def request(name: str) -> None:
+        with get_sessionmaker()() as session:
+            def create() -> dict:
+                on_commit(session, lambda: events.append(f"{name} enqueued"))
+                on_rollback(session, lambda: events.append(f"{name} cleaned up"))
+                both_made.wait()  # both have made their object before either records the key
+                return {"made_by": name}
+
+            answers[name] = idempotent(session, project_id=project_id, key="race", request_hash="h", create=create)
+            session.commit()
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    try:
+        assert answers["a"] == answers["b"], answers
+        winner = answers["a"]["made_by"]
+        loser = "b" if winner == "a" else "a"
+        assert sorted(events) == sorted([f"{winner} enqueued", f"{loser} cleaned up"]), events
+    finally:
+        with session_scope() as session:
+            session.delete(session.get(Project, project_id))
