@@ -71,6 +71,25 @@ class Settings(BaseSettings):
     longest_job_s: int = 48 * 3600
     embedded_worker: bool = Field(default=True, description="Run jobs in the API process when no broker is set.")
 
+    # -- inference (POST /v1/chat/completions; workers/inference) -------------------------------
+    inference_url: str | None = Field(
+        default=None, description="HTTP address of an inference worker; the embedded server sets it for its child. "
+        "Unset with a broker: requests go through Redis to `vrft-worker --inference`.")
+    inference_embedded: bool = Field(default=True, description="Embedded mode: start a local inference process "
+                                     "beside the job worker.")
+    inference_timeout_s: float = Field(default=120.0, gt=0, description="Longest a chat request waits for its answer "
+                                       "(queue + decode) before a 503 with Retry-After.")
+    inference_queue_size: int = Field(default=32, ge=1, description="Requests waiting per inference worker "
+                                      "(and in the Redis list); past it a chat request is a 503 at once.")
+    inference_max_batch: int = Field(default=16, ge=1, description="Most requests decoded in one engine call.")
+    inference_adapter_cache_size: int = Field(default=8, ge=1, description="Adapters an inference worker keeps "
+                                              "loaded per base model (least recently used dropped).")
+    inference_max_tokens: int = Field(default=1024, ge=1, description="Upper bound (and default) of max_tokens.")
+    chat_max_images: int = Field(default=8, ge=1, description="Images one chat request may carry.")
+    chat_fetch_image_urls: bool = Field(default=False, description="Let chat requests name https image URLs, "
+                                        "fetched by the API (off: data URLs only).")
+    chat_image_fetch_bytes: int = Field(default=20 * 1024**2, ge=1, description="Largest image fetched by URL.")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

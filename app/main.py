@@ -147,11 +147,13 @@ def create_app() -> FastAPI:
     app.add_middleware(ObservabilityMiddleware, fallback=last_resort_response)
     install_error_handlers(app)
 
+    from app.chat.router import router as chat_router
     from app.files.router import router as files_router
     from app.graders.router import router as graders_router
     from app.jobs.router import router as jobs_router
 
     app.include_router(files_router)
+    app.include_router(chat_router)
     app.include_router(jobs_router)
     app.include_router(graders_router, dependencies=[Depends(current_project)])
 

@@ -1,0 +1,94 @@
+"""Getting a request to an inference worker and its answer back, with a bounded wait.
+
+- ``VRFT_INFERENCE_URL`` set (the embedded server sets it for its own child): HTTP ``POST /generate``.
+- else a broker (``VRFT_BROKER_URL``): the request goes on a Redis list that ``vrft-worker --inference``
+  processes take from; the answer comes back on a per-request reply key (workers/inference/server.py).
+- neither: no inference worker exists — 503.
+
+Whatever goes wrong on the way (worker down, queue full, no answer within ``inference_timeout_s``)
+is a 503 with Retry-After, never a 5xx of another kind; a 4xx of the worker's (a prompt too long for
+the model's context) keeps its status and names its field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+from app.errors import ErrorCode, ServiceError
+
+log = logging.getLogger(__name__)
+
+# Must match workers/inference/server.py (the API imports nothing from workers/).
+REQUESTS = "vrft:inference:requests"
+REPLY_PREFIX = "vrft:inference:reply:"
+
+_WORKER_CODES = {400: ErrorCode.BAD_REQUEST, 404: ErrorCode.MODEL_NOT_FOUND, 503: ErrorCode.DEPENDENCY_UNAVAILABLE}
+
+
+def _unavailable(message: str) -> ServiceError:
+    return ServiceError(ErrorCode.DEPENDENCY_UNAVAILABLE, message)
+
+
+def _from_worker(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    if status == 200:
+        return body
+    err = body.get("error") or {}
+    code = _WORKER_CODES.get(status, ErrorCode.DEPENDENCY_UNAVAILABLE)
+    raise ServiceError(code, str(err.get("message") or "The inference worker refused the request."),
+                       err.get("param"))
+
+
+async def _over_http(url: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s + 5, connect=5)) as client:
+            response = await client.post(url.rstrip("/") + "/generate", json=request)
+    except httpx.TimeoutException:
+        raise _unavailable("The inference worker did not answer in time; retry shortly.") from None
+    except httpx.HTTPError as exc:
+        log.warning("chat.inference_unreachable url=%s error=%s", url, exc)
+        raise _unavailable("The inference worker is unreachable; retry shortly.") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise _unavailable(f"The inference worker answered {response.status_code} without JSON.") from None
+    return _from_worker(response.status_code, body)
+
+
+async def _over_redis(broker_url: str, request: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.Redis.from_url(broker_url, socket_connect_timeout=2,
+                                     socket_timeout=settings.inference_timeout_s + 5)
+    try:
+        if await client.llen(REQUESTS) >= settings.inference_queue_size:
+            raise _unavailable("Every inference worker is busy; retry shortly.")
+        await client.rpush(REQUESTS, json.dumps(request))
+        wait = max(1, int(round(request["deadline"] - time.time())))
+        item = await client.blpop([REPLY_PREFIX + request["id"]], timeout=wait)
+    except RedisError as exc:
+        log.warning("chat.broker_unavailable error=%s", exc)
+        raise _unavailable("The broker is unavailable; retry shortly.") from None
+    finally:
+        await client.aclose()
+    if item is None:
+        raise _unavailable("No inference worker answered in time (is `vrft-worker --inference` running?); "
+                           "retry shortly.")
+    body = json.loads(item[1])
+    return _from_worker(int(body.pop("status", 503)), body)
+
+
+async def generate(request: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The worker's answer ``{"prompt_tokens", "choices": [{"text", "finish_reason", "completion_tokens"}]}``."""
+    if settings.inference_url:
+        return await _over_http(settings.inference_url, request, settings.inference_timeout_s)
+    if settings.broker_url:
+        return await _over_redis(settings.broker_url, request, settings)
+    raise _unavailable("No inference worker is configured: start `vrft-server serve` with its embedded worker, "
+                       "or set VRFT_BROKER_URL and run `vrft-worker --inference`.")

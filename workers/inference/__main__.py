@@ -1,0 +1,3 @@
+from workers.inference.server import main
+
+raise SystemExit(main())
