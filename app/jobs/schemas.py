@@ -42,7 +42,7 @@ class JobCreate(BaseModel):
     integrations: list[Any] | None = Field(default=None, max_length=0, description="Not supported: omit, null or [].")
     # vrft: sample, grade and time a few steps' worth of rollouts instead of training
     dry_run: bool = False
-    dry_run_samples: int = Field(default=8, ge=1, le=256)
+    dry_run_samples: int | None = Field(default=None, ge=1, le=256)  # default 8; only with dry_run
 
 
 def _finite(value: float | None) -> float | None:

@@ -27,6 +27,7 @@ from app.jobs.status import JobStatus, can_move
 from app.pagination import check_limit, page
 
 HP_PARAM = "method.reinforcement.hyperparameters"
+DRY_RUN_SAMPLES = 8  # training rows a dry run samples unless the request says
 
 
 def add_event(session: Session, job_id: str, message: str, *, level: str = "info", type: str = "message",
@@ -79,6 +80,9 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
     if not catalog.is_known(settings, req.model):
         known = ", ".join(sorted(catalog.base_models(settings)))
         raise ServiceError(ErrorCode.MODEL_NOT_FOUND, f"Unknown base model {req.model!r}; available: {known}.", "model")
+    if req.dry_run_samples is not None and not req.dry_run:
+        raise ServiceError(ErrorCode.VALIDATION_ERROR, "dry_run_samples only applies to a dry run (\"dry_run\": true).",
+                           "dry_run_samples")
     train = _usable_file(session, project_id, req.training_file, "training_file")
     files = [train]
     val = None
@@ -101,7 +105,7 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
         training_file_id=train.id, validation_file_id=val.id if val else None, suffix=req.suffix,
         seed=req.seed if req.seed is not None else random.randrange(2**31), metadata_=req.metadata,
         method=method, resolved_hyperparameters=resolved.model_dump(mode="json"), dry_run=req.dry_run,
-        dry_run_samples=req.dry_run_samples if req.dry_run else None,
+        dry_run_samples=(req.dry_run_samples or DRY_RUN_SAMPLES) if req.dry_run else None,
         total_steps=0 if req.dry_run else resolved.max_steps, step=0, created_at=ts, enqueued_at=ts,
     )
     session.add(job)

@@ -264,6 +264,10 @@ def test_dry_run_samples_live_on_the_job_and_checkpointing_follows_the_model(api
                                                                 dry_run_samples=3)).json()
     assert job["dry_run_samples"] == 3 and "dry_run_samples" not in job["resolved_hyperparameters"]
     assert job["resolved_hyperparameters"]["gradient_checkpointing"] is False  # the tiny model: ~0.2 M parameters
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client), dry_run_samples=3))
+    assert r.status_code == 422 and r.json()["error"]["param"] == "dry_run_samples"  # not silently ignored
+    default = api_client.post("/v1/fine_tuning/jobs", json=job_body(_file(api_client), dry_run=True)).json()
+    assert default["dry_run_samples"] == 8
     body = _hp_body(_file(api_client), gradient_checkpointing=True)
     assert api_client.post("/v1/fine_tuning/jobs", json=body).json()["resolved_hyperparameters"][
         "gradient_checkpointing"] is True
