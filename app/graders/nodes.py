@@ -91,6 +91,17 @@ class Leaf:
         raise NotImplementedError
 
 
+class TemplatedLeaf(Leaf):
+    """A leaf that reads the completion through ``input`` and the truth through ``reference`` (a
+    spec without one renders it empty), taking the ``<answer>`` body when ``extract_answer`` says."""
+
+    def __init__(self, key: str, spec: dict[str, Any]) -> None:
+        super().__init__(key, spec)
+        self.input = templates.compile_template(spec["input"])
+        self.reference = templates.compile_template(spec.get("reference", ""))
+        self.extract: bool = spec.get("extract_answer", False)
+
+
 def answer(template: Renderer, sample: Sample, item: Item, extract: bool, *, allow_unterminated: bool) -> str:
     """The completion's ``<answer>`` body (or the whole text when ``extract`` is off)."""
     text = render_text(template, sample, item)

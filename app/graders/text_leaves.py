@@ -7,18 +7,15 @@ import re
 import string
 from typing import Any
 
-from app.graders import templates
-from app.graders.nodes import Flag, Item, Leaf, Memo, Run, Sample, answer, reference, render_text
+from app.graders.nodes import Flag, Item, Leaf, Memo, Run, Sample, TemplatedLeaf, answer, reference, render_text
 from app.graders.sandbox import Outcome, run_python_grader
 from app.graders.spec import DEFAULT_FORMAT
 from app.graders.text_metrics import similarity
 
 
-class StringCheck(Leaf):
+class StringCheck(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.reference = templates.compile_template(spec["reference"])
         self.op = spec["operation"]
 
     def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
@@ -33,11 +30,9 @@ class StringCheck(Leaf):
         return float(b.lower() in a.lower())
 
 
-class TextSimilarity(Leaf):
+class TextSimilarity(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.reference = templates.compile_template(spec["reference"])
         self.metric = spec["evaluation_metric"]
 
     def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
@@ -69,10 +64,9 @@ def think_answer_format(text: str) -> bool:
     return False
 
 
-class Format(Leaf):
+class Format(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
         if spec["pattern"] == DEFAULT_FORMAT:
             self.match = think_answer_format
         else:
@@ -83,14 +77,11 @@ class Format(Leaf):
         return 1.0 if self.match(render_text(self.input, sample, item)) else 0.0
 
 
-class LabelMatch(Leaf):
+class LabelMatch(TemplatedLeaf):
     """Normalised exact match (or a shared alias group) — never substring containment."""
 
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.reference = templates.compile_template(spec["reference"])
-        self.extract = spec["extract_answer"]
         opts = spec["normalize"]
         drop = ""
         if opts["remove_punctuation"]:

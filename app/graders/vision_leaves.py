@@ -9,18 +9,15 @@ from typing import Any
 
 from app.graders import boxes as bx
 from app.graders import json_schema, parsing, templates
-from app.graders.nodes import Flag, Item, Leaf, Memo, Run, Sample, answer, reference, render_value
+from app.graders.nodes import Flag, Item, Memo, Run, Sample, TemplatedLeaf, answer, reference, render_value
 
 # (predictions, ground truth, Σ matched IoU, matched flag per prediction): one detection's matching
 Match = tuple[tuple[parsing.Box, ...], tuple[parsing.Box, ...], float, list[bool]]
 
 
-class Vision(Leaf):
+class Vision(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.reference = templates.compile_template(spec["reference"])
-        self.extract = spec["extract_answer"]
         self.coords = spec["coords"]
         self.reference_coords = spec["reference_coords"]
 
@@ -159,12 +156,9 @@ class PointInBox(Vision):
         return 0.0
 
 
-class CountMatch(Leaf):
+class CountMatch(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.reference = templates.compile_template(spec["reference"])
-        self.extract = spec["extract_answer"]
         self.tolerance = spec["tolerance"]
 
     def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
@@ -185,11 +179,9 @@ class CountMatch(Leaf):
         return 1.0 if abs(pred - truth) <= self.tolerance else 0.0
 
 
-class JsonSchema(Leaf):
+class JsonSchema(TemplatedLeaf):
     def __init__(self, key: str, spec: dict[str, Any]) -> None:
         super().__init__(key, spec)
-        self.input = templates.compile_template(spec["input"])
-        self.extract = spec["extract_answer"]
         self.schema = spec["schema"]
 
     def reward(self, i: int, sample: Sample, item: Item, memo: Memo, run: Run) -> float:
