@@ -12,7 +12,7 @@ from typing import Any
 
 from app.graders.parsing import Box
 
-COORDS = ("norm1000", "pixels_resized", "pixels", "norm1")
+COORDS = ("norm1000", "pixels_resized", "pixels", "norm1")  # the spec's `Coords` values (scale_for reads them)
 
 
 class MissingImageSize(LookupError):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import ErrorCode, ServiceError
 from app.graders import json_schema, templates
+from app.graders.boxes import COORDS
 from app.graders.formula import FormulaError, compile_formula
 from app.graders.text_metrics import METRICS
 
@@ -32,7 +33,7 @@ MAX_DEPTH = 8  # multi graders nested in multi graders
 MAX_JSON_DEPTH = 64
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
-Coords = Literal["norm1000", "pixels_resized", "pixels", "norm1"]
+Coords = Literal[COORDS]  # type: ignore[valid-type]
 Metric = Literal[METRICS]  # type: ignore[valid-type]
 
 

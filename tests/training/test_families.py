@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app import catalog
+from app.graders.boxes import COORDS
 from tests.training import conftest
 from workers.training.model import FAMILIES, coords_for, family_of
 from workers.training.tiny import TINY_NAMES
@@ -15,6 +16,7 @@ def test_the_trainer_knows_exactly_the_catalog_families():
     for name, fam in catalog.FAMILIES.items():
         assert FAMILIES[name].model_types == fam.model_types
         assert coords_for(name) == fam.answer_coords
+        assert fam.answer_coords in COORDS  # a convention the box graders can convert
     assert TINY_NAMES == {fam.tiny_model: name for name, fam in catalog.FAMILIES.items()}
 
 
