@@ -60,12 +60,49 @@ def _report(bar: Progress | None, job: FineTuningJob) -> None:
         bar.update(step or 0, total=total, note=job_progress_note(job))
 
 
+def _wait_delay(response: httpx.Response, job: FineTuningJob, poll_interval: float | None, deadline: float | None,
+                timeout: float | None) -> float:
+    """How long ``wait`` sleeps before polling again: the caller's interval, else the server's hint,
+    never past the deadline (reaching it raises ``WaitTimeoutError``)."""
+    delay = poll_interval if poll_interval is not None else poll_after_seconds(response, DEFAULT_POLL_S)
+    if deadline is None:
+        return delay
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise WaitTimeoutError(job, timeout or 0)
+    return min(delay, remaining)
+
+
+class _Reconnects:
+    """The event stream's reconnect budget: ``MAX_STREAM_RECONNECTS`` drops in a row, then give up;
+    an event received resets it."""
+
+    def __init__(self, client: Client | AsyncClient, jid: str):
+        self._client = client
+        self._jid = jid
+        self.failures = 0
+
+    def delay_after(self, exc: APIConnectionError | httpx.TransportError) -> float:
+        """Seconds to wait before reconnecting after ``exc``; raises once the budget is spent."""
+        self.failures += 1
+        if self.failures > MAX_STREAM_RECONNECTS:
+            if isinstance(exc, APIConnectionError):
+                raise exc
+            raise APIConnectionError(f"The event stream of {self._jid} kept dropping.") from None
+        return self._client.backoff(self.failures - 1)
+
+
 def _finish(job: FineTuningJob, raise_on_cancel: bool) -> FineTuningJob:
     if job.status == "failed":
         raise JobFailedError(job)
     if job.status == "cancelled" and raise_on_cancel:
         raise JobCancelledError(job)
     return job
+
+
+def _stream_request(jid: str) -> RequestOptions:
+    return RequestOptions("GET", f"{JOBS}/{jid}/events", params={"stream": "true"}, stream=True,
+                          headers={"Accept": "text/event-stream"})
 
 
 def _adapter_path(jid: str, checkpoint_id: str | None) -> str:
@@ -195,17 +232,12 @@ class Jobs:
             yield event
 
     def _follow(self, jid: str) -> Iterator[JobEvent]:
-        failures = 0
+        reconnects = _Reconnects(self._client, jid)
         while True:
             try:
-                response = self._client.request(RequestOptions(
-                    "GET", f"{JOBS}/{jid}/events", params={"stream": "true"}, stream=True,
-                    headers={"Accept": "text/event-stream"}))
-            except APIConnectionError:
-                failures += 1
-                if failures > MAX_STREAM_RECONNECTS:
-                    raise
-                self._client.sleep(self._client.backoff(failures - 1))
+                response = self._client.request(_stream_request(jid))
+            except APIConnectionError as exc:
+                self._client.sleep(reconnects.delay_after(exc))
                 continue
             try:
                 if "text/event-stream" not in response.headers.get("content-type", ""):
@@ -217,13 +249,10 @@ class Jobs:
                         return
                     payload = sse_payload(event, data)
                     if payload is not None:
-                        failures = 0
+                        reconnects.failures = 0
                         yield JobEvent.model_validate(payload)
-            except httpx.TransportError:
-                failures += 1
-                if failures > MAX_STREAM_RECONNECTS:
-                    raise APIConnectionError(f"The event stream of {jid} kept dropping.") from None
-                self._client.sleep(self._client.backoff(failures - 1))
+            except httpx.TransportError as exc:
+                self._client.sleep(reconnects.delay_after(exc))
                 continue
             finally:
                 response.close()
@@ -264,12 +293,7 @@ class Jobs:
                 _report(bar, current)
                 if current.is_terminal:
                     return _finish(current, raise_on_cancel)
-                delay = poll_interval if poll_interval is not None else poll_after_seconds(response, DEFAULT_POLL_S)
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise WaitTimeoutError(current, timeout or 0)
-                    delay = min(delay, remaining)
+                delay = _wait_delay(response, current, poll_interval, deadline, timeout)
                 self._client.sleep(delay)
         finally:
             if bar is not None:
@@ -363,17 +387,12 @@ class AsyncJobs:
             yield event
 
     async def _follow(self, jid: str) -> AsyncIterator[JobEvent]:
-        failures = 0
+        reconnects = _Reconnects(self._client, jid)
         while True:
             try:
-                response = await self._client.request(RequestOptions(
-                    "GET", f"{JOBS}/{jid}/events", params={"stream": "true"}, stream=True,
-                    headers={"Accept": "text/event-stream"}))
-            except APIConnectionError:
-                failures += 1
-                if failures > MAX_STREAM_RECONNECTS:
-                    raise
-                await self._client.sleep(self._client.backoff(failures - 1))
+                response = await self._client.request(_stream_request(jid))
+            except APIConnectionError as exc:
+                await self._client.sleep(reconnects.delay_after(exc))
                 continue
             try:
                 if "text/event-stream" not in response.headers.get("content-type", ""):
@@ -390,13 +409,10 @@ class AsyncJobs:
                         return
                     payload = sse_payload(message[0], message[1])
                     if payload is not None:
-                        failures = 0
+                        reconnects.failures = 0
                         yield JobEvent.model_validate(payload)
-            except httpx.TransportError:
-                failures += 1
-                if failures > MAX_STREAM_RECONNECTS:
-                    raise APIConnectionError(f"The event stream of {jid} kept dropping.") from None
-                await self._client.sleep(self._client.backoff(failures - 1))
+            except httpx.TransportError as exc:
+                await self._client.sleep(reconnects.delay_after(exc))
                 continue
             finally:
                 await response.aclose()
@@ -436,12 +452,7 @@ class AsyncJobs:
                 _report(bar, current)
                 if current.is_terminal:
                     return _finish(current, raise_on_cancel)
-                delay = poll_interval if poll_interval is not None else poll_after_seconds(response, DEFAULT_POLL_S)
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise WaitTimeoutError(current, timeout or 0)
-                    delay = min(delay, remaining)
+                delay = _wait_delay(response, current, poll_interval, deadline, timeout)
                 await self._client.sleep(delay)
         finally:
             if bar is not None:
