@@ -3,8 +3,9 @@
 Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON), turns ``1e400`` into
 ``inf``, and keeps the last of two equal keys without a word. A NaN reference value poisons a
 reward and fails to render in any strict JSON response later; a silently dropped duplicate key
-trains on a value the user did not mean. So each such value is a problem naming its line and
-field, like any other invalid value. Parquet has no JSON layer, but its float columns carry NaN
+trains on a value the user did not mean. A ``\\ud800`` escape parses to a lone surrogate, which no
+UTF-8 encoder takes: stored, it fails every response that renders it. So each such value is a
+problem naming its line and field, like any other invalid value. Parquet has no JSON layer, but its float columns carry NaN
 and inf just the same, so the value check is shared.
 """
 
@@ -74,6 +75,7 @@ def value_problems(obj: dict, *, skip: tuple[str, ...] = (), limit: int = 10) ->
     problems: list[Invalid] = []
     stack: list[tuple[str, object]] = [(key, obj[key]) for key in reversed(list(obj)) if key not in skip]
     _repeats(obj, "", problems)
+    _keys(obj, "", problems)
     while stack and len(problems) < limit:
         path, value = stack.pop()
         if isinstance(value, bool) or value is None or isinstance(value, (bytes, bytearray)):
@@ -82,7 +84,8 @@ def value_problems(obj: dict, *, skip: tuple[str, ...] = (), limit: int = 10) ->
             problems.append(Invalid(Code.INVALID_NUMBER, path, f"number {_short(value)} is out of range; "
                                     "write it as a string if it is an identifier"))
         elif isinstance(value, str):
-            continue
+            if not _encodable(value):
+                problems.append(_surrogate(path, "the text"))
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(Invalid(Code.INVALID_NUMBER, path, f"{_name(value)} is not a number JSON allows; "
                                     "use a finite number or null"))
@@ -91,10 +94,30 @@ def value_problems(obj: dict, *, skip: tuple[str, ...] = (), limit: int = 10) ->
                                     "64-bit range; write it as a string if it is an identifier"))
         elif isinstance(value, dict):
             _repeats(value, path, problems)
+            _keys(value, path, problems)
             stack.extend((f"{path}.{key}", value[key]) for key in reversed(list(value)))
         elif isinstance(value, (list, tuple)):
             stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
     return problems[:limit]
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a copy at C speed; lone surrogates are the only thing it refuses
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(path: str, what: str) -> Invalid:
+    return Invalid(Code.INVALID_UTF8, path, f"{what} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape "
+                   "without its pair), which is not a character; fix the escape")
+
+
+def _keys(obj: dict, path: str, problems: list[Invalid]) -> None:
+    for key in obj:
+        if isinstance(key, str) and not _encodable(key):
+            problems.append(_surrogate(f"{path}.{key}" if path else key, "the key"))
 
 
 def _repeats(obj: dict, path: str, problems: list[Invalid]) -> None:

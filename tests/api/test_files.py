@@ -191,3 +191,12 @@ def test_image_the_processor_refuses_is_422_naming_the_line(api_client):
     assert "1×300" in err["message"]
     _nothing_stored(api_client)
     assert upload(api_client, jsonl(visual_rft_rows(3, size=(4, 400)))).status_code == 200  # ratio 100 is fine
+
+
+def test_lone_surrogate_key_is_422_not_a_stored_file_that_cannot_render(api_client):
+    # Stored, its key reached reference_fields and GET /validation could not encode it (a 500).
+    good = json.dumps(visual_rft_rows(1)[0])
+    r = upload(api_client, (good[:-1] + ', "\\ud800": 1}\n').encode())
+    err = _assert_invalid(r, line=1, problem_code="invalid_utf8")
+    assert err["param"] == "\\ud800"
+    _nothing_stored(api_client)

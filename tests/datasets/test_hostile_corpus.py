@@ -96,7 +96,7 @@ def lines(draw, in_archive: bool, mild: bool) -> bytes:
         at = draw(st.integers(0, len(text)))
         text = text[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\x00", b"\xed\xa0\x80"])) + text[at:]
     elif hostile == "surrogate":
-        text = text[:-1] + b', "s": "\\ud800\\u0000"}'
+        text = text[:-1] + draw(st.sampled_from([b', "s": "\\ud800\\u0000"}', b', "\\udfff": 1}']))
     elif hostile == "cut":
         text = text[: draw(st.integers(0, len(text)))]
     return text

@@ -129,3 +129,22 @@ def test_aspect_ratio_check_matches_the_qwen_processor():
             except Exception:
                 ours_ok = False
             assert ours_ok == processor_ok, (short, long)
+
+
+@pytest.mark.parametrize("extra, field", [
+    ('"note": "a\\ud800b"', "note"),
+    ('"meta": {"x": ["ok", "\\udfff"]}', "meta.x[1]"),
+    ('"\\ud800": 1', "\\ud800"),
+])
+def test_lone_surrogates_are_invalid_utf8(write, extra, field):
+    bad = GOOD[:-1] + ", " + extra + "}"
+    report = validate_dataset(write("a.jsonl", jsonl_bytes([bad])), "a.jsonl")
+    stored = report.to_dict()
+    assert [(p["line"], p["field"], p["code"]) for p in stored["problems"]] == [(1, field, "invalid_utf8")]
+    json.dumps(stored, ensure_ascii=False).encode("utf-8")  # renders: the surrogate is escaped
+
+
+def test_paired_surrogates_and_nul_in_text_are_fine(write):
+    row = GOOD[:-1] + ', "emoji": "\\ud83d\\ude00", "nul": "a\\u0000b"}'
+    report = validate_dataset(write("a.jsonl", jsonl_bytes([row])), "a.jsonl")
+    assert report.ok, report.problems
