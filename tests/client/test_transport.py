@@ -266,6 +266,36 @@ def test_async_adapter_download_follows_the_redirect_and_retries_the_storage_hos
     assert sorted(p.name for p in tmp_path.iterdir()) == ["unpacked"]
 
 
+def test_event_stream_reconnects_then_gives_up_naming_the_job():
+    """A stream that keeps dropping mid-body is reconnected with backoff, MAX_STREAM_RECONNECTS
+    times in a row, then reported; an event received in between resets the count."""
+    from vrft.resources.jobs import MAX_STREAM_RECONNECTS
+
+    event = b'event: message\ndata: {"id": "ftevent-1", "object": "fine_tuning.job.event", ' \
+            b'"created_at": 1, "level": "info", "message": "step 1", "type": "message"}\n\n'
+    sse = {"Content-Type": "text/event-stream"}
+    calls = []
+
+    def handler(seen):
+        calls.append(seen)
+        if len(calls) == 2:  # one good connection: an event, then the drop
+            return Reply(200, event + b"data: cut", sse, cut_after=len(event) + 3)
+        return Reply(200, b"data: partial", sse, cut_after=4)
+
+    sleeps = []
+    with StubServer(handler) as server:
+        client = vrft.Client(api_key="k", base_url=server.url, max_retries=0)
+        client.sleep = sleeps.append  # type: ignore[method-assign]
+        got = []
+        with pytest.raises(vrft.APIConnectionError, match="ftjob-1 kept dropping"):
+            for ev in client.jobs.events("ftjob-1", follow=True):
+                got.append(ev.id)
+    assert got == ["ftevent-1"]
+    assert len(calls) == 2 + MAX_STREAM_RECONNECTS  # a drop, the good one, then drops until the budget is spent
+    assert len(sleeps) == 1 + MAX_STREAM_RECONNECTS
+    assert sleeps[1] < sleeps[0] * 1.34 and sleeps[-1] > sleeps[1]  # reset after the event, then backing off
+
+
 def test_safe_extract_refuses_escaping_members(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
