@@ -206,3 +206,18 @@ def test_concurrent_retries_with_one_key_make_one_object(database):
     finally:
         with session_scope() as session:
             session.delete(session.get(Project, project_id))
+
+
+def test_raw_nan_and_infinity_tokens_in_a_job_body_are_422s(api_client):
+    """JSON's non-standard tokens, sent raw (an encoder would refuse them, a hostile client won't)."""
+    import json
+
+    body = job_body(_file(api_client))
+    for name, token in (("learning_rate", "NaN"), ("beta", "Infinity"), ("temperature", "-Infinity")):
+        body["method"]["reinforcement"]["hyperparameters"][name] = "__TOKEN__"
+        raw = json.dumps(body).replace('"__TOKEN__"', token)
+        r = api_client.post("/v1/fine_tuning/jobs", content=raw, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["error"]["param"].endswith(name), r.json()
+        del body["method"]["reinforcement"]["hyperparameters"][name]
+    assert api_client.get("/v1/fine_tuning/jobs").status_code == 200  # nothing poisoned the list
