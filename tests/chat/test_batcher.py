@@ -1,0 +1,164 @@
+"""The inference worker's request loop and model cache, in process, on the real tiny Qwen2-VL:
+batching, queue bounds, deadlines, seeds, the adapter LRU and the base model behind it."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.factories import png_bytes
+from workers.inference.batcher import Batcher, Busy, RequestError, batch_key
+from workers.inference.models import ModelCache, adapter_name
+
+MODEL = {"name": "vrft/tiny-qwen2-vl", "location": "builtin:qwen2-vl"}
+
+
+def _request(colour=(200, 0, 0), **over) -> dict:
+    image = base64.b64encode(png_bytes(colour)).decode()
+    req = {"id": f"r-{time.time_ns()}", "model": MODEL, "adapter_key": None, "min_pixels": 3136,
+           "max_pixels": 401408, "messages": [{"role": "user", "content": [{"type": "image", "data": image},
+                                                                           {"type": "text", "text": "colour?"}]}],
+           "n": 1, "max_tokens": 6, "temperature": 0.0, "top_p": 1.0, "stop": [], "seed": None,
+           "deadline": time.time() + 60}
+    req.update(over)
+    return req
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("inference-cache")
+
+
+@pytest.fixture(scope="module")
+def adapters(cache_dir) -> dict[str, Path]:
+    """Two saved LoRA adapters of the tiny model with random, far-from-zero B matrices ("storage")."""
+    from workers.training.lora import attach_lora
+    from workers.training.model import load_model
+    from workers.training.tiny import resolve_model
+
+    folders = {}
+    for i, key in enumerate(("proj/a/adapter.tar", "proj/b/adapter.tar")):
+        net = attach_lora(load_model(resolve_model(MODEL["name"], cache_dir / "models"), device="cpu").model, seed=i)
+        gen = torch.Generator().manual_seed(100 + i)
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        folders[key] = cache_dir / f"stored-{i}"
+        net.save_pretrained(str(folders[key]))
+    return folders
+
+
+def _cache(cache_dir, adapters, size=8) -> ModelCache:
+    def fetch(key: str, dest: Path) -> None:  # what download_folder does, from a local "bucket"
+        if key not in adapters:
+            raise FileNotFoundError(key)
+        shutil.copytree(adapters[key], dest)
+
+    return ModelCache(cache_dir=cache_dir, adapter_cache_size=size, fetch_adapter=fetch, device="cpu")
+
+
+def _run_waiting(batcher: Batcher) -> None:
+    """One decode call for the oldest waiting request (and whatever it batches with)."""
+    batcher.step(batcher.held.popleft() if batcher.held else batcher.pending.get_nowait())
+
+
+def _answer(batcher: Batcher, req: dict) -> dict:
+    future = batcher.submit(req)
+    _run_waiting(batcher)
+    return future.result(timeout=60)
+
+
+def test_concurrent_requests_for_one_model_share_one_engine_call(cache_dir, adapters):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    alone = [_answer(batcher, _request(c))["choices"][0]["text"] for c in colours]
+    assert batcher.calls == [1, 1, 1]
+    futures = [batcher.submit(_request(c)) for c in colours]  # all waiting when the loop looks
+    _run_waiting(batcher)
+    assert batcher.calls[-1] == 3 and all(f.done() for f in futures)
+    assert [f.result()["choices"][0]["text"] for f in futures] == alone  # batched = alone, greedy
+
+
+def test_requests_that_cannot_share_a_call_wait_for_the_next_one(cache_dir, adapters):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    a, b, c = batcher.submit(_request()), batcher.submit(_request(max_tokens=3)), batcher.submit(_request())
+    _run_waiting(batcher)
+    assert a.done() and c.done() and not b.done() and batcher.calls[-1] == 2
+    _run_waiting(batcher)
+    assert b.done() and b.result()["choices"][0]["completion_tokens"] <= 3
+
+
+def test_full_queue_refuses_and_an_expired_request_is_dropped(cache_dir, adapters):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=2, max_batch=8)
+    late = batcher.submit(_request(deadline=time.time() - 1))
+    batcher.submit(_request())
+    with pytest.raises(Busy):
+        batcher.submit(_request())
+    calls = len(batcher.calls)
+    _run_waiting(batcher)
+    assert not late.done()  # never decoded: the API answered 503 at the deadline
+    assert batcher.calls[calls:] == [1]
+
+
+def test_seeded_requests_decode_alone_and_repeat(cache_dir, adapters):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    sampled = dict(temperature=1.0, n=3, max_tokens=8, seed=11)
+    first = [batcher.submit(_request(**sampled)), batcher.submit(_request(**sampled))]
+    _run_waiting(batcher)
+    assert first[0].done() and not first[1].done()  # a seeded request's random stream is its own
+    _run_waiting(batcher)
+    texts = [[c["text"] for c in f.result()["choices"]] for f in first]
+    assert texts[0] == texts[1] and len(texts[0]) == 3
+
+
+def test_adapters_are_fetched_once_and_evicted_least_recently_used(cache_dir, adapters):
+    cache = _cache(cache_dir, adapters, size=1)
+    batcher = Batcher(cache, queue_size=8, max_batch=8)
+    base = _answer(batcher, _request(max_tokens=8))["choices"][0]["text"]
+    a1 = _answer(batcher, _request(max_tokens=8, adapter_key="proj/a/adapter.tar"))["choices"][0]["text"]
+    a2 = _answer(batcher, _request(max_tokens=8, adapter_key="proj/a/adapter.tar"))["choices"][0]["text"]
+    assert cache.adapter_loads == 1 and a1 == a2  # warm: no second fetch
+    b = _answer(batcher, _request(max_tokens=8, adapter_key="proj/b/adapter.tar"))["choices"][0]["text"]
+    assert cache.cached_adapters(MODEL["name"]) == [adapter_name("proj/b/adapter.tar")]  # a dropped (size 1)
+    assert not (cache_dir / "inference-adapters" / adapter_name("proj/a/adapter.tar")).exists()
+    assert len({base, a1, b}) == 3, (base, a1, b)  # each adapter changes the answer
+    assert _answer(batcher, _request(max_tokens=8))["choices"][0]["text"] == base  # adapters off = the base
+    assert _answer(batcher, _request(max_tokens=8, adapter_key="proj/a/adapter.tar"))["choices"][0]["text"] == a1
+    assert cache.adapter_loads == 3  # a came back from storage
+
+
+def test_missing_adapter_and_too_long_prompt_are_request_errors(cache_dir, adapters):
+    from workers.inference.models import AdapterMissing
+
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    missing = batcher.submit(_request(adapter_key="proj/gone/adapter.tar"))
+    _run_waiting(batcher)
+    with pytest.raises(AdapterMissing):
+        missing.result()
+    long = _request(messages=[{"role": "user", "content": "x" * 5000}])
+    fine = _request()
+    assert batch_key(long) == batch_key(fine)
+    futures = [batcher.submit(long), batcher.submit(fine)]
+    _run_waiting(batcher)
+    with pytest.raises(RequestError) as err:  # refused alone; the request beside it is answered
+        futures[0].result()
+    assert err.value.body["param"] == "messages" and futures[1].result()["choices"]
+
+
+def test_run_loop_answers_from_another_thread(cache_dir, adapters):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    stop = threading.Event()
+    loop = threading.Thread(target=batcher.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        assert batcher.submit(_request()).result(timeout=60)["choices"][0]["finish_reason"] in ("stop", "length")
+    finally:
+        stop.set()
+        loop.join(timeout=5)
