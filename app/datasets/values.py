@@ -5,8 +5,8 @@ Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON), tu
 reward and fails to render in any strict JSON response later; a silently dropped duplicate key
 trains on a value the user did not mean. A ``\\ud800`` escape parses to a lone surrogate, which no
 UTF-8 encoder takes: stored, it fails every response that renders it. So each such value is a
-problem naming its line and field, like any other invalid value. Parquet has no JSON layer, but its float columns carry NaN
-and inf just the same, so the value check is shared.
+problem naming its line and field, like any other invalid value. Parquet has no JSON layer, but its
+float columns carry NaN and inf just the same, so the value check is shared.
 """
 
 from __future__ import annotations

@@ -14,15 +14,15 @@ from app.config import Settings
 from app.db import session_scope
 from app.errors import ErrorCode, ServiceError
 from app.files.models import File
-from app.ids import new_id
 from app.files.scratch import process_scratch_dir, sweep_stale
+from app.ids import new_id
+from app.jobs.status import ACTIVE as ACTIVE_JOB_STATUSES  # jobs that still read their files
 from app.pagination import page
 from app.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
 PURPOSES = ("fine-tune",)
-from app.jobs.status import ACTIVE as ACTIVE_JOB_STATUSES  # noqa: E402  (jobs that still read their files)
 
 
 def dataset_limits(settings: Settings):
@@ -93,7 +93,8 @@ def create_file(
     from app.datasets import validate_dataset
 
     if purpose not in PURPOSES:
-        raise ServiceError(ErrorCode.INVALID_PURPOSE, f"Unknown purpose {purpose!r}; expected one of {PURPOSES}.", "purpose")
+        raise ServiceError(ErrorCode.INVALID_PURPOSE, f"Unknown purpose {purpose!r}; expected one of {PURPOSES}.",
+                           "purpose")
     if size == 0:
         raise ServiceError(ErrorCode.DATASET_INVALID, "The file is empty. Nothing was stored.", "file")
 

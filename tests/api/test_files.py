@@ -141,10 +141,8 @@ def test_over_size_limit_is_413_and_nothing_stored(api_client, monkeypatch):
     r = upload(api_client, jsonl(visual_rft_rows(4)))
     assert r.status_code == 413 and r.json()["error"]["code"] == "file_too_large"
     _nothing_stored(api_client)
-    import os
-
-    leftovers = [p for p in (get_settings().data_dir / "tmp").glob("upload-*")] if (get_settings().data_dir / "tmp").exists() else []
-    assert leftovers == [] or all(not os.path.exists(p) for p in leftovers)
+    leftovers = list((get_settings().data_dir / "tmp").rglob("upload-*"))
+    assert leftovers == []
 
 
 def test_unknown_purpose(api_client):

@@ -24,8 +24,8 @@ def _noise_png() -> bytes:
 def test_large_upload_validates_in_the_background(live_server):
     import json
 
-    rows = [json.dumps({"image": data_url(_noise_png()), "problem": "What is this?", "solution": "<answer>noise</answer>"})
-            for i in range(280)]
+    rows = [json.dumps({"image": data_url(_noise_png()), "problem": "What is this?",
+                        "solution": "<answer>noise</answer>"}) for _ in range(280)]
     content = ("\n".join(rows) + "\n").encode()
     assert len(content) > 16 * 1024 * 1024  # over the inline limit
     key = live_server.create_key()
@@ -97,8 +97,8 @@ def test_background_report_quoting_nul_and_surrogates_is_stored(database, s3_ser
     from app.files.service import storage_key, validate_in_background
     from app.ids import new_id
 
-    row = {"messages": [{"role": "\x00evil\ud800", "content": [
-        {"type": "image_url", "image_url": {"url": data_url(_noise_png())}}]}], "k\x00": 1}
+    row = {"messages": [{"role": "\x00evil", "content": [
+        {"type": "image_url", "image_url": {"url": data_url(_noise_png())}}]}], "\ud800\x00": 1}
     path = tmp_path / "t.jsonl"
     path.write_bytes(json.dumps(row).encode() + b"\n")
     with session_scope() as session:
@@ -112,5 +112,8 @@ def test_background_report_quoting_nul_and_surrogates_is_stored(database, s3_ser
         status, details, report = session.execute(
             sa.select(File.status, File.status_details, File.report).where(File.id == f.id)).one()
     assert status == "error"
-    assert "\x00" not in details and "\\x00evil\\ud800" in details
-    assert all("\x00" not in p["message"] for p in report["problems"])
+    details.encode("utf-8")  # no lone surrogate left
+    assert "\x00" not in details and "\\ud800\\x00" in details  # the key, quoted as escapes
+    messages = [p["message"] for p in report["problems"]]
+    assert any("\\x00evil" in m for m in messages)  # the role, quoted as escapes
+    assert all("\x00" not in m and m.encode("utf-8") for m in messages)
