@@ -15,6 +15,8 @@ Relative paths are relative to the config file. Example:
    "max_steps": 20, "group_size": 8, "learning_rate": 1e-4}
 
 The adapter is written to <output_dir>/adapter, checkpoints to <output_dir>/checkpoints/step-<n>.
+Under torchrun (`torchrun --nproc-per-node 2 -m workers.training CONFIG`) the job runs data-parallel,
+one rank per process (distributed.py); rank 0 prints and writes.
 Ctrl-C pauses after the current step (a checkpoint is written; resume with "resume_from").
 """
 
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from workers.training import distributed
     from workers.training.config import TrainConfig, read_config_file
     from workers.training.data import read_jsonl
     from workers.training.grpo import train
@@ -110,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, pause)
     result = (train if method == "grpo" else train_sft)(config, train_data, val_data=val_data, grader=grader,
                                                          hooks=hooks)
-    print(json.dumps({"event": "done", "steps": result.steps, "stopped": result.stopped,
-                      "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
-                      "checkpoint_dir": str(result.checkpoint_dir) if result.checkpoint_dir else None}), flush=True)
+    if distributed.current().is_main:
+        print(json.dumps({"event": "done", "steps": result.steps, "stopped": result.stopped,
+                          "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+                          "checkpoint_dir": str(result.checkpoint_dir) if result.checkpoint_dir else None}), flush=True)
+    distributed.shutdown()
     return 0
 
 

@@ -42,13 +42,14 @@ def zero_variance_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group",
-                     eps: float = ADV_EPS) -> torch.Tensor:
+                     eps: float = ADV_EPS, batch_std: float | None = None) -> torch.Tensor:
     """(N,) rewards → (N,) advantages, relative to the completion's group.
 
     scale="group": (r - mean_g) / (std_g + eps)   — the paper (std with Bessel's correction, as its code)
     scale="batch": (r - mean_g) / (std_batch + eps)
     scale="none":  (r - mean_g)                   — Dr. GRPO
-    A zero-variance group gets exactly 0 in every mode.
+    A zero-variance group gets exactly 0 in every mode. `batch_std`: the whole batch's std when `rewards`
+    is one rank's share of it (data parallelism); by default the std of `rewards`.
     """
     if group_size < 2:
         raise ValueError("GRPO needs group_size >= 2")
@@ -57,7 +58,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     if scale == "group":
         centred = centred / (grouped.std(dim=1, keepdim=True) + eps)
     elif scale == "batch":
-        centred = centred / (rewards.float().std() + eps)
+        centred = centred / ((rewards.float().std() if batch_std is None else batch_std) + eps)
     elif scale != "none":
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     return centred.reshape(-1)

@@ -88,8 +88,13 @@ class StaticKV:
 
 
 def process_logits(logits: torch.Tensor, *, suppressed: list[int], temperature: float, top_p: float,
-                   do_sample: bool) -> torch.Tensor:
-    """(n, V) fp32 logits → next tokens (n,), with `generate`'s processors in `generate`'s order."""
+                   do_sample: bool, generators: list[torch.Generator] | None = None,
+                   prompt_of_row: torch.Tensor | None = None, alive: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, V) fp32 logits → next tokens (n,), with `generate`'s processors in `generate`'s order.
+
+    With `generators` (one per prompt) each prompt's live rows draw from its own stream, so what a prompt
+    samples does not depend on the other prompts in the batch (data parallelism: on whichever rank it is);
+    rows not `alive` then draw nothing (their token is never used)."""
     if suppressed:
         logits[:, suppressed] = float("-inf")
     if not do_sample:
@@ -102,7 +107,15 @@ def process_logits(logits: torch.Tensor, *, suppressed: list[int], temperature: 
         drop = cumulative <= (1 - top_p)
         drop[:, -1] = False  # always keep the most likely token
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    return torch.multinomial(logits.softmax(dim=-1), num_samples=1).squeeze(1)
+    probs = logits.softmax(dim=-1)
+    if generators is None:
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+    tokens = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
+    live = alive if alive is not None else torch.ones_like(tokens, dtype=torch.bool)
+    for prompt in prompt_of_row[live].unique().tolist():
+        rows = ((prompt_of_row == prompt) & live).nonzero().squeeze(1)
+        tokens[rows] = torch.multinomial(probs[rows], num_samples=1, generator=generators[prompt]).squeeze(1)
+    return tokens
 
 
 @dataclass
@@ -173,11 +186,13 @@ def _bucket(n: int, current: int, buckets: bool) -> int:
 def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_size: int, max_new_tokens: int,
            eos_token_ids: list[int], pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
            do_sample: bool = True, suppressed_token_ids: list[int] | None = None,
-           cuda_graphs: bool = True, bucketed: bool | None = None) -> Rollouts:
+           cuda_graphs: bool = True, bucketed: bool | None = None,
+           generators: list[torch.Generator] | None = None) -> Rollouts:
     """`group_size` completions per prompt (greedy when do_sample=False) → `Rollouts`, like `generate_rollouts`.
 
     `bucketed`: compact finished rows to power-of-two buckets (default: when CUDA graphs are used; settable
-    so that the bucket bookkeeping is tested on CPU too)."""
+    so that the bucket bookkeeping is tested on CPU too). `generators`: one random stream per prompt
+    (see `process_logits`); None draws from torch's global generator."""
     trunk, head = backbone_and_head(model)
     device = batch.input_ids.device
     B, P = batch.input_ids.shape
@@ -217,8 +232,9 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     use_graphs = cuda_graphs and device.type == "cuda"
     buckets = use_graphs if bucketed is None else bucketed
     out = torch.full((N, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
-    tokens = process_logits(first_logits, **options)  # (n,)
     alive = torch.ones(N, dtype=torch.bool, device=device)
+    keyed = dict(generators=generators, prompt_of_row=index) if generators is not None else {}
+    tokens = process_logits(first_logits, **options, **keyed, alive=alive)  # (n,)
     step: _Step | None = None
     steps = 0
     for t in range(max_new_tokens):
@@ -241,7 +257,9 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
         if step is None:
             step = _make_step(trunk, head, cache, live, use_graphs)
             use_graphs = step.graph is not None
-        tokens = process_logits(step(tokens, live.positions + t, live.mask, column), **options)
+        if generators is not None:
+            keyed["prompt_of_row"] = index[live.rows]
+        tokens = process_logits(step(tokens, live.positions + t, live.mask, column), **options, **keyed, alive=alive)
 
     completion_ids = out[:, :max(steps, 1)]
     cmask = completion_mask(completion_ids, eos_token_ids)
@@ -254,7 +272,8 @@ def sample_with(engine_name: str, model, batch: PromptBatch, images: ImageInputs
                 **options) -> Rollouts:
     """Sample with the named engine: "static" (this module) or "generate" (HF `generate`, the fallback for
     a model family this engine has not been checked on). `options` as for `sample`."""
-    if engine_name == "generate":
+    if engine_name == "generate":  # draws from torch's global generator: per-prompt streams need "static"
+        options.pop("generators", None)
         return generate_rollouts(model, batch, images, **options)
     if engine_name != "static":
         raise ValueError(f"unknown rollout engine {engine_name!r}; expected 'static' or 'generate'")

@@ -31,6 +31,7 @@ optimizer → metrics.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.training import algo, engine
+from workers.training import algo, distributed, engine
 from workers.training.config import TrainConfig
 from workers.training.data import check_examples
 from workers.training.hooks import bind
@@ -60,32 +61,45 @@ def _micro_batches(groups: list[int], group_size: int, groups_per_micro: int, de
 
 
 def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[dict[str, Any], list[dict]]:
-    """One GRPO step on `examples` (prompts_per_step of them) → (metrics, rollouts to log)."""
-    cfg, model, G = run.config, run.model, run.config.group_size
-    t0 = time.perf_counter()
+    """One GRPO step on `examples` (prompts_per_step of them) → (metrics, rollouts to log).
 
-    # 1. Sample G completions per prompt: each prompt prefilled once (no dropout while sampling).
+    With W ranks (distributed.py) this rank works on its contiguous share of `examples`; every count
+    that normalises the loss, and every metric, is summed over ranks, and so are the LoRA gradients.
+    """
+    cfg, model, G = run.config, run.model, run.config.group_size
+    world = distributed.current()
+    t0 = time.perf_counter()
+    first, last = world.share(len(examples))
+    examples = list(examples)[first:last]
+
+    # 1. Sample G completions per prompt: each prompt prefilled once (no dropout while sampling), each
+    #    prompt's draws keyed by (seed, step, position), whichever rank has it.
     model.eval()
-    batch = prepare_prompts(run.loaded.processor, list(examples), run.device)
+    batch = prepare_prompts(run.loaded.processor, examples, run.device)
     images = image_features(model, batch)  # vision tower once per prompt
+    generators = [distributed.prompt_generator(cfg.seed, step, first + i, run.device) for i in range(len(examples))]
     rollouts = engine.sample_with(
         cfg.rollout_engine, model, batch, images, cuda_graphs=cfg.cuda_graphs, tokenizer=run.loaded.processor.tokenizer,
         group_size=G, max_new_tokens=cfg.max_completion_tokens, eos_token_ids=run.loaded.eos_token_ids,
         pad_token_id=run.loaded.pad_token_id, temperature=cfg.temperature, top_p=cfg.top_p,
-        suppressed_token_ids=run.loaded.suppressed_token_ids)
+        suppressed_token_ids=run.loaded.suppressed_token_ids, generators=generators)
     t_generated = time.perf_counter()
 
     # 2. Score every completion; 3. group-relative advantages.
     scores = score_completions(run.reward_fn, rollouts.texts, batch.examples, rollouts.image_index.tolist(),
                                batch.image_sizes, batch.resized_sizes)
     rewards = torch.tensor(scores.rewards, dtype=torch.float32, device=run.device)  # (N,)
-    advantages = algo.group_advantages(rewards, G, cfg.scale_rewards)  # (N,)
+    n_all, r_sum, r_sq = distributed.all_sum([rewards.numel(), float(rewards.sum()), float((rewards ** 2).sum())],
+                                             run.device)
+    batch_std = math.sqrt(max(r_sq - r_sum ** 2 / n_all, 0.0) / max(n_all - 1, 1))  # whole-batch std (Bessel)
+    advantages = algo.group_advantages(rewards, G, cfg.scale_rewards, batch_std=batch_std)  # (N,)
     flat = algo.zero_variance_groups(rewards, G)  # (B,)
     informative = [g for g in range(len(examples)) if not flat[g]]
-    micro_rows = _micro_batches(informative, G, cfg.prompts_per_step // cfg.grad_accum, run.device)
+    micro_rows = _micro_batches(informative, G, max(1, math.ceil(len(examples) / cfg.grad_accum)), run.device)
     micros = [subset(rollouts, rows) for rows in micro_rows]
-    n_seq = len(informative) * G  # whole-batch counts: accumulation keeps full-batch maths
-    n_tok = float(sum(m.completion_mask.sum() for m in micros))
+    # whole-batch counts (all micro-batches, all ranks): accumulation and data parallelism keep full-batch maths
+    n_seq, n_tok = distributed.all_sum([len(informative) * G, float(sum(m.completion_mask.sum() for m in micros))],
+                                       run.device)
 
     # 4. Reference (adapter off) and old-policy log-probs, once per rollout batch.
     def logprobs(m):  # (n, T) log-probs of micro-batch m's completions under the model as it is now
@@ -105,7 +119,7 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
     losses, kls, clips, grad_norms = [], [], [], []
     model.train()
     for _ in range(cfg.num_iterations):
-        if not micros:  # every group flat: nothing to learn from, no update (the schedule still advances)
+        if not n_seq:  # every group flat (on every rank): no update (the schedule still advances)
             with warnings.catch_warnings():  # torch warns about a scheduler step with no optimizer step
                 warnings.simplefilter("ignore", UserWarning)
                 run.scheduler.step()
@@ -124,9 +138,11 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
             loss_sum += loss.item()
             kl_sum += stats["kl"].item() * stats["tokens"].item()
             clip_sum += stats["clip_ratio"].item() * stats["tokens"].item()
+        distributed.all_sum_grads(run.params)
         grad_norms.append(torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm).item())
         run.optimizer.step()
         run.scheduler.step()
+        loss_sum, kl_sum, clip_sum = distributed.all_sum([loss_sum, kl_sum, clip_sum], run.device)
         losses.append(loss_sum)
         kls.append(kl_sum / max(n_tok, 1.0))
         clips.append(clip_sum / max(n_tok, 1.0))
@@ -135,27 +151,29 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
         torch.cuda.synchronize(run.device)
     t_end = time.perf_counter()
 
-    # 6. Metrics and a few rollouts for people to read.
+    # 6. Metrics (summed over ranks) and a few rollouts for people to read.
     lengths = rollouts.completion_mask.sum(dim=1)
-    generated = float(lengths.sum())
-    per_grader = {name: float(np.mean(values)) for name, values in scores.sub_rewards.items()}
-    if not per_grader:
-        per_grader = {run.grader_name: float(rewards.mean())}
+    names = sorted(scores.sub_rewards)
+    sums = distributed.all_sum([float(lengths.sum()), float(flat.sum()), len(examples)]
+                               + [float(np.sum(scores.sub_rewards[name])) for name in names], run.device)
+    generated, n_flat, n_prompts = sums[:3]
+    per_grader = {name: total / n_all for name, total in zip(names, sums[3:])} or {run.grader_name: r_sum / n_all}
     metrics = {
         "step": step,
-        "reward_mean": float(rewards.mean()),
-        "reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+        "reward_mean": r_sum / n_all,
+        "reward_std": batch_std if n_all > 1 else 0.0,
         "rewards": per_grader,
-        "zero_variance_fraction": float(flat.float().mean()),
+        "zero_variance_fraction": n_flat / n_prompts,
         "kl": float(np.mean(kls)) if kls else None,  # None: no update this step (all groups flat)
         "loss": float(np.mean(losses)) if losses else None,
         "clip_ratio": float(np.mean(clips)) if clips else None,
         "grad_norm": float(np.mean(grad_norms)) if grad_norms else None,
-        "completion_length_mean": float(lengths.float().mean()),
+        "completion_length_mean": generated / n_all,
         "learning_rate": learning_rate,
         "tokens_per_s": generated / max(t_end - t0, 1e-9),
         "generate_time_s": t_generated - t0,
         "step_time_s": t_end - t0,
+        "world_size": world.size,
     }
     logged = []
     for g in range(min(cfg.rollouts_logged_per_step, len(examples))):
@@ -184,6 +202,10 @@ def train(config: TrainConfig, train_data: Sequence[dict[str, Any]],
     """
     if grader is None:
         raise ValueError("train() needs a grader: a grader spec dict or a reward_fn(samples, items)")
+    world = distributed.init_from_env(config.device)
+    if config.prompts_per_step < world.size:
+        raise ValueError(f"prompts_per_step ({config.prompts_per_step}) must be >= the world size ({world.size}): "
+                         "a group never spans ranks")
     hooks = bind(hooks)
     check_examples(train_data)
     reward_fn, grader_name = make_reward_fn(grader)

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
+from workers.training import distributed
 from workers.training.config import TrainConfig
 from workers.training.data import PromptOrder
+from workers.training.hooks import bind
 from workers.training.lora import attach_lora, load_lora, merge_adapter
 from workers.training.model import LoadedModel, load_model
 
@@ -119,6 +121,9 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
     `updates_per_step`: optimizer updates a step makes (GRPO's μ), for the learning-rate schedule.
     """
     config = run.config
+    world = distributed.current()
+    if not world.is_main:  # rank 0 alone reports, checkpoints and evaluates; the others follow its stop requests
+        hooks = bind(None)
     steps_total = total_steps(config, len(train_data))
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lr_lambda(config, steps_total * updates_per_step))
     step, cursor, elapsed_before = 0, 0, 0.0
@@ -136,6 +141,8 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
     started = time.perf_counter()
 
     def checkpoint(metrics: dict[str, Any]) -> Path:
+        if not world.is_main:
+            return checkpoint_dir(config.output_dir, step)
         path = save_checkpoint(checkpoint_dir(config.output_dir, step), model=run.model, optimizer=run.optimizer,
                                scheduler=run.scheduler, step=step, cursor=cursor, metrics=metrics,
                                config=config.to_dict(),
@@ -143,7 +150,9 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
         hooks.on_checkpoint(path, step, metrics)
         return path
 
-    def run_eval() -> dict[str, Any]:
+    def run_eval() -> dict[str, Any] | None:
+        if not world.is_main:
+            return None
         result = eval_fn(run)
         result["step"] = step
         hooks.on_eval(step, result)
@@ -153,7 +162,7 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
         # the LoRA B matrices start at zero, so the policy at step 0 *is* the starting model
         eval_metrics = run_eval()
     while step < steps_total:
-        reason = hooks.should_stop()
+        reason = distributed.broadcast(hooks.should_stop())
         if reason:
             if reason == "pause":
                 last_ckpt = checkpoint(history[-1] if history else {"step": step})
@@ -181,7 +190,10 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
         final_metrics["eval"] = eval_metrics
     if config.checkpoint_interval and step % config.checkpoint_interval == 0:
         last_ckpt = checkpoint(final_metrics)
-    adapter = save_adapter(Path(config.output_dir) / "adapter", model=run.model, model_dir=run.loaded.path,
-                           metrics=final_metrics, config=config.to_dict())
+    adapter = Path(config.output_dir) / "adapter"
+    if world.is_main:
+        save_adapter(adapter, model=run.model, model_dir=run.loaded.path, metrics=final_metrics,
+                     config=config.to_dict())
+    distributed.barrier()  # no rank leaves (and no launcher reports success) before the adapter is complete
     return TrainResult(adapter, step, history, stopped=None, checkpoint_dir=last_ckpt, eval_metrics=eval_metrics,
                        model=run.model)

@@ -26,6 +26,7 @@ grader's task metric on greedy answers when the job names a grader (so SFT and R
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from workers.training import distributed
 from workers.training.config import TrainConfig
 from workers.training.data import to_image
 from workers.training.hooks import bind
@@ -154,10 +156,12 @@ def sft_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[d
     """One SFT optimizer step on `examples` (prompts_per_step of them) → (metrics, nothing to log)."""
     cfg, model = run.config, run.model
     t0 = time.perf_counter()
-    ordered = sorted(examples, key=lambda ex: _length(run.loaded.processor, ex))  # length-grouped micro-batches
-    size = cfg.prompts_per_step // cfg.grad_accum
+    first, last = distributed.current().share(len(examples))  # this rank's share (all of them on a world of one)
+    ordered = sorted(list(examples)[first:last], key=lambda ex: _length(run.loaded.processor, ex))  # length-grouped
+    size = max(1, math.ceil(len(ordered) / cfg.grad_accum))
     micros = [encode(run.loaded.processor, ordered[i:i + size], run.device) for i in range(0, len(ordered), size)]
-    n_tok = sum(int(m.targets[:, 1:].sum()) for m in micros)  # whole-step count: accumulation keeps the maths
+    # whole-step count (all micro-batches, all ranks): accumulation and data parallelism keep the maths
+    (n_tok,) = distributed.all_sum([sum(int(m.targets[:, 1:].sum()) for m in micros)], run.device)
     learning_rate = run.scheduler.get_last_lr()[0]
     model.train()
     run.optimizer.zero_grad(set_to_none=True)
@@ -167,7 +171,9 @@ def sft_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[d
         (nll / max(n_tok, 1)).backward()
         loss_sum += float(nll.detach())
         correct_sum += float(correct)
+    distributed.all_sum_grads(run.params)
     grad_norm = torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm).item()
+    loss_sum, correct_sum = distributed.all_sum([loss_sum, correct_sum], run.device)
     run.optimizer.step()
     run.scheduler.step()
     model.eval()
@@ -181,7 +187,8 @@ def sft_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[d
         "loss": loss_sum / max(n_tok, 1),
         "grad_norm": grad_norm,
         "learning_rate": learning_rate,
-        "trained_tokens": n_tok,
+        "trained_tokens": int(n_tok),
+        "world_size": distributed.current().size,
         "tokens_per_s": n_tok / max(elapsed, 1e-9),
         "step_time_s": elapsed,
     }, []
@@ -222,6 +229,7 @@ def train_sft(config: TrainConfig, train_data: Sequence[dict[str, Any]],
     rewards and task metric on greedy answers to the validation rows that are single-image prompts.
     """
     hooks = bind(hooks)
+    distributed.init_from_env(config.device)
     check_sft_examples(train_data)
     if val_data:
         check_sft_examples(val_data)
