@@ -24,10 +24,10 @@ def _next_cursor(page: Page[Any]) -> str | None:
     return cursor
 
 
-class SyncPager(Generic[T]):
-    def __init__(self, fetch: Callable[[str | None], Page[T]], after: str | None = None):
-        self._fetch = fetch
-        self.page: Page[T] = fetch(after)
+class _OnePage(Generic[T]):
+    """What the sync and async pagers say about the page they hold."""
+
+    page: Page[T]
 
     @property
     def data(self) -> list[T]:
@@ -40,6 +40,12 @@ class SyncPager(Generic[T]):
 
     def has_next_page(self) -> bool:
         return _next_cursor(self.page) is not None
+
+
+class SyncPager(_OnePage[T]):
+    def __init__(self, fetch: Callable[[str | None], Page[T]], after: str | None = None):
+        self._fetch = fetch
+        self.page = fetch(after)
 
     def next_page(self) -> SyncPager[T] | None:
         cursor = _next_cursor(self.page)
@@ -62,23 +68,12 @@ class SyncPager(Generic[T]):
         return f"SyncPager(items={len(self.page.data)}, has_more={self.page.has_more})"
 
 
-class AsyncPage(Generic[T]):
+class AsyncPage(_OnePage[T]):
     """One fetched page of an async list; ``async for`` continues through the following pages."""
 
     def __init__(self, fetch: Callable[[str | None], Awaitable[Page[T]]], page: Page[T]):
         self._fetch = fetch
         self.page = page
-
-    @property
-    def data(self) -> list[T]:
-        return list(self.page.data)
-
-    @property
-    def has_more(self) -> bool:
-        return self.page.has_more
-
-    def has_next_page(self) -> bool:
-        return _next_cursor(self.page) is not None
 
     async def next_page(self) -> AsyncPage[T] | None:
         cursor = _next_cursor(self.page)
