@@ -2,6 +2,7 @@
 
     vrft-worker                 # one worker (CPU, or whatever CUDA_VISIBLE_DEVICES shows)
     vrft-worker --gpus 0,1,2,3  # four workers, each pinned to one GPU
+    vrft-worker --inference [--gpus 4,5]  # chat-completion workers (workers/inference), one per GPU
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", default=None, help="comma-separated GPU ids: one worker process per GPU")
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--no-reconciler", action="store_true", help="leave recovery to another worker")
+    parser.add_argument("--inference", action="store_true",
+                        help="serve POST /v1/chat/completions instead of training: take requests from the broker")
     args = parser.parse_args(argv)
 
     from app.config import get_settings
@@ -30,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.gpus:
         return _fan_out(args)
+    if args.inference:  # not a Celery task: the process keeps models loaded between requests and batches them
+        from workers.inference.server import main as serve_inference
+
+        return serve_inference(["--redis"])
     return _run_one(args, settings)
 
 
@@ -53,7 +60,9 @@ def _fan_out(args) -> int:
     for i, gpu in enumerate(g.strip() for g in args.gpus.split(",") if g.strip()):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
         cmd = [sys.executable, "-m", "workers.cli", "--loglevel", args.loglevel]
-        if i > 0 or args.no_reconciler:
+        if args.inference:
+            cmd.append("--inference")
+        elif i > 0 or args.no_reconciler:
             cmd.append("--no-reconciler")  # one reconciler per host is plenty
         procs.append(subprocess.Popen(cmd, env=env))
 
