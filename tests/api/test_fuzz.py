@@ -50,7 +50,9 @@ def seeded(make_client, db_session):
     from app.jobs.models import Checkpoint, Rollout
 
     client = make_client()
-    file_id = upload(client, jsonl(visual_rft_rows(4))).json()["id"]
+    made = upload(client, jsonl(visual_rft_rows(4)))
+    assert made.status_code == 200, f"seeding needs a processed file: {made.text}"
+    file_id = made.json()["id"]
     live = client.post("/v1/fine_tuning/jobs", json=job_body(file_id)).json()["id"]
     done = client.post("/v1/fine_tuning/jobs", json=job_body(file_id)).json()["id"]
     assert client.post(f"/v1/fine_tuning/jobs/{done}/cancel").status_code == 200
