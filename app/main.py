@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
 from botocore.exceptions import BotoCoreError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +25,7 @@ from app.logging_setup import configure_logging
 from app.model_listing import ModelList
 from app.observability import ObservabilityMiddleware, metrics_payload
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 
 

@@ -7,12 +7,13 @@ truth: a message the broker loses is re-sent by the reconciler.
 
 from __future__ import annotations
 
-import logging
 from functools import lru_cache
+
+import structlog
 
 from app.config import Settings
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 RUN_JOB_TASK = "vrft.run_job"
 GPU_QUEUE = "gpu"
@@ -36,7 +37,7 @@ def enqueue_job(job_id: str, settings: Settings) -> bool:
         _celery(settings.broker_url).send_task(RUN_JOB_TASK, args=[job_id], queue=GPU_QUEUE)
         return True
     except Exception as exc:  # the row is committed; losing the message only delays the job
-        log.warning("job.enqueue_failed job_id=%s error=%s", job_id, exc)
+        log.warning("job.enqueue_failed", job_id=job_id, error=str(exc))
         return False
 
 

@@ -3,7 +3,6 @@ checkpoints out (packed as .tar), with bounded retries so a storage blip doesn't
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tarfile
@@ -11,10 +10,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import structlog
+
 from app.errors import ErrorCode, ServiceError
 from app.storage import ObjectStore
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 
@@ -36,7 +37,7 @@ def with_retries(what: str, fn, *args, **kwargs):
                 raise
             if delay is None:
                 raise StorageUnavailable(f"{what} failed after {attempt + 1} attempts: {exc}") from exc
-            log.warning("storage.retry what=%s attempt=%d error=%s", what, attempt + 1, exc)
+            log.warning("storage.retry", what=what, attempt=attempt + 1, error=str(exc))
             time.sleep(delay)
 
 

@@ -6,10 +6,11 @@ worker; the reconciler runs in the same loop, so a job interrupted by a restart 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
+
+import structlog
 
 from app.config import get_settings
 from app.db import session_scope
@@ -18,7 +19,7 @@ from app.logging_setup import configure_logging
 from workers.reconciler import reconcile_once
 from workers.runner import run_job, worker_identity
 
-log = logging.getLogger("vrft.embedded")
+log = structlog.get_logger("vrft.embedded")
 
 
 def main() -> int:
@@ -39,17 +40,17 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     worker_id = worker_identity()
     _adopt_orphans(settings)
-    log.info("embedded worker %s polling for jobs", worker_id)
+    log.info("embedded.started", worker_id=worker_id)
     while not stop.is_set():
         if os.getppid() != parent:  # the server died without stopping us: don't outlive it
-            log.info("embedded worker: parent process gone, exiting")
+            log.info("embedded.parent_gone")
             break
         try:
             reconcile_once(settings, resend_queued=False)
             with session_scope() as session:
                 job_id = lifecycle.next_queued(session)
         except Exception as exc:  # database not ready yet, or a blip
-            log.warning("embedded.poll_failed error=%s", exc)
+            log.warning("embedded.poll_failed", error=str(exc))
             stop.wait(2.0)
             continue
         if job_id is None:
@@ -57,10 +58,9 @@ def main() -> int:
             continue
         busy.set()
         try:
-            outcome = run_job(job_id, worker_id, settings)
+            run_job(job_id, worker_id, settings)  # it logs job.ended with the outcome
         finally:
             busy.clear()
-        log.info("job %s: %s", job_id, outcome)
     return 0
 
 
@@ -74,9 +74,9 @@ def _adopt_orphans(settings) -> None:
         with session_scope() as session:
             for job_id, status in lifecycle.requeue_stale(session, stale_before=now() + 1,
                                                           max_attempts=settings.max_job_attempts):
-                log.info("job %s from a previous run: %s", job_id, status)
+                log.info("job.adopted", job_id=job_id, status=status)
     except Exception as exc:  # no tables yet (first start): nothing to adopt
-        log.warning("embedded.adopt_failed error=%s", exc)
+        log.warning("embedded.adopt_failed", error=str(exc))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from app.db import now, session_scope
 from app.graders import drawn_boxes
@@ -23,7 +24,7 @@ from app.jobs import lifecycle
 from app.jobs.metrics import StepMetrics, eval_event, finite, step_event
 from workers.artifacts import upload_folder
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 STATE_FILES = ("trainer_state.pt",)
 
@@ -110,6 +111,8 @@ class JobHooks:
                     step=step, storage_key=f"{base}/adapter.tar", state_key=f"{base}/state.tar",
                     metrics=finite(ckpt_metrics)):
                 self.lease.lost = True
+                return
+        log.info("checkpoint.saved", step=step, storage_key=f"{base}/adapter.tar")
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
         data = eval_event(step, metrics)

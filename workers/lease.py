@@ -6,13 +6,14 @@ runs in its own thread, so neither a long load nor a long step looks like a dead
 
 from __future__ import annotations
 
-import logging
 import threading
+
+import structlog
 
 from app.db import session_scope
 from app.jobs import lifecycle
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Lease:
@@ -34,7 +35,7 @@ class Lease:
             try:
                 self.renew()
             except Exception as exc:  # a DB blip must not kill training; the next beat retries
-                log.warning("lease.renew_failed job_id=%s error=%s", self.job_id, exc)
+                log.warning("lease.renew_failed", job_id=self.job_id, error=str(exc))
 
     def release(self) -> None:
         self._stop.set()

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-import logging
 import threading
+
+import structlog
 
 from app.config import Settings
 from app.db import now, session_scope
@@ -18,7 +19,7 @@ from app.jobs import lifecycle
 from app.jobs.status import JobStatus
 from app.queue import enqueue_job
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def reconcile_once(settings: Settings, *, resend_queued: bool, lost_after_s: float = 30.0,
@@ -29,7 +30,7 @@ def reconcile_once(settings: Settings, *, resend_queued: bool, lost_after_s: flo
         changed = lifecycle.requeue_stale(session, stale_before=now() - settings.heartbeat_stale_s,
                                           max_attempts=settings.max_job_attempts)
     for job_id, status in changed:
-        log.warning("job.reconciled job_id=%s status=%s", job_id, status)
+        log.warning("job.reconciled", job_id=job_id, status=status)
     resent = []
     if resend_queued:
         ts = now()
@@ -62,7 +63,7 @@ class ReconcilerThread(threading.Thread):
                 reconcile_once(self.settings, resend_queued=self.resend_queued, lost_after_s=self.lost_after_s,
                                last_sent=self.last_sent)
             except Exception as exc:  # a database blip: try again next tick
-                log.warning("reconciler.tick_failed error=%s", exc)
+                log.warning("reconciler.tick_failed", error=str(exc))
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -10,12 +10,10 @@ this process dies, the reconciler notices the silent heartbeat).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 import socket
 import tempfile
-import traceback
 from pathlib import Path
 
 import structlog
@@ -36,7 +34,7 @@ from app.storage import get_store
 from workers.artifacts import StorageUnavailable, cached_dataset, download_folder, upload_folder
 from workers.lease import Lease
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class JobFailure(Exception):
@@ -56,7 +54,7 @@ def run_job(job_id: str, worker_id: str | None = None, settings: Settings | None
     Every line logged meanwhile in this thread carries the job's id (structlog contextvars)."""
     with structlog.contextvars.bound_contextvars(job_id=job_id):
         outcome = _run_job(job_id, worker_id, settings)
-        structlog.get_logger(__name__).info("job.ended", outcome=outcome)
+        log.info("job.ended", outcome=outcome)
         return outcome
 
 
@@ -68,6 +66,7 @@ def _run_job(job_id: str, worker_id: str | None, settings: Settings | None) -> s
             return "not-claimed"  # another delivery has it, or it was cancelled/paused meanwhile
         job = session.get(Job, job_id)
         add_event(session, job_id, f"Worker {worker_id} started attempt {job.attempt}")
+        log.info("job.claimed", worker_id=worker_id, attempt=job.attempt)
     lease = Lease(job_id, worker_id, settings.heartbeat_interval_s)
     workdir = Path(tempfile.mkdtemp(prefix=f"vrft-{job_id}-", dir=_scratch(settings)))
     try:
@@ -81,7 +80,7 @@ def _run_job(job_id: str, worker_id: str | None, settings: Settings | None) -> s
         return f"failed:{JobErrorCode.STORAGE_UNAVAILABLE}"
     except Exception as exc:  # the last line of defence: never leave a job 'running'
         code, message = classify(exc)
-        log.error("job.crashed job_id=%s code=%s\n%s", job_id, code, traceback.format_exc())
+        log.error("job.crashed", code=str(code), exc_info=True)  # job_id is bound by run_job
         _fail(job_id, worker_id, code, message)
         return f"failed:{code}"
     finally:
@@ -125,6 +124,7 @@ def _scratch(settings: Settings) -> Path:
 
 
 def _fail(job_id: str, worker_id: str, code: JobErrorCode, message: str) -> None:
+    log.warning("job.failed", code=str(code), message=message)
     with session_scope() as session:
         lifecycle.fail(session, job_id, worker_id, code, message)
 

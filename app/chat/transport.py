@@ -13,16 +13,16 @@ the model's context) keeps its status and names its field.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
 import httpx
+import structlog
 
 from app.config import Settings
 from app.errors import ErrorCode, ServiceError
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 # Must match workers/inference/server.py (the API imports nothing from workers/).
 REQUESTS = "vrft:inference:requests"
@@ -51,7 +51,7 @@ async def _over_http(url: str, request: dict[str, Any], timeout_s: float) -> dic
     except httpx.TimeoutException:
         raise _unavailable("The inference worker did not answer in time; retry shortly.") from None
     except httpx.HTTPError as exc:
-        log.warning("chat.inference_unreachable url=%s error=%s", url, exc)
+        log.warning("chat.inference_unreachable", url=url, error=str(exc))
         raise _unavailable("The inference worker is unreachable; retry shortly.") from None
     try:
         body = response.json()
@@ -73,7 +73,7 @@ async def _over_redis(broker_url: str, request: dict[str, Any], settings: Settin
         wait = max(1, int(round(request["deadline"] - time.time())))
         item = await client.blpop([REPLY_PREFIX + request["id"]], timeout=wait)
     except RedisError as exc:
-        log.warning("chat.broker_unavailable error=%s", exc)
+        log.warning("chat.broker_unavailable", error=str(exc))
         raise _unavailable("The broker is unavailable; retry shortly.") from None
     finally:
         await client.aclose()

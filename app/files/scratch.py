@@ -10,7 +10,6 @@ data folder (several uvicorn workers) are left alone, whatever their age.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import shutil
 import time
@@ -18,7 +17,9 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+import structlog
+
+log = structlog.get_logger(__name__)
 
 _PREFIX = "proc-"
 _LOCK = ".lock"
@@ -57,7 +58,7 @@ def sweep_stale(tmp_root: Path) -> list[Path]:
             entry.unlink(missing_ok=True)
             removed.append(entry)
     if removed:
-        log.info("files.scratch_swept", extra={"removed": len(removed)})
+        log.info("files.scratch_swept", removed=len(removed))
     return removed
 
 

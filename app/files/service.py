@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from pathlib import Path
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -20,7 +20,7 @@ from app.jobs.status import ACTIVE as ACTIVE_JOB_STATUSES  # jobs that still rea
 from app.pagination import page
 from app.storage import ObjectStore
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 PURPOSES = ("fine-tune",)
 
@@ -128,7 +128,7 @@ def forget_object(store: ObjectStore, key: str) -> None:
     try:
         store.delete(key)
     except Exception:
-        log.warning("files.orphan_delete_failed", extra={"storage_key": key}, exc_info=True)
+        log.warning("files.orphan_delete_failed", storage_key=key, exc_info=True)
 
 
 def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings: Settings) -> threading.Thread:
@@ -143,7 +143,7 @@ def validate_in_background(file_id: str, filename: str, tmp_path: Path, settings
             status = "processed" if report["ok"] else "error"
             details = None if report["ok"] else report_summary(report)
         except Exception as exc:  # a validator bug must still end the file's 'uploaded' state
-            log.exception("file.validation_crashed", extra={"file_id": file_id})
+            log.exception("file.validation_crashed", file_id=file_id)
             report, status, details = None, "error", storable(f"validation failed unexpectedly: {exc}")
         finally:
             tmp_path.unlink(missing_ok=True)

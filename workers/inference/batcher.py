@@ -17,7 +17,6 @@ whose deadline passed while it waited is dropped unanswered (the API has already
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -25,13 +24,14 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
+import structlog
 import torch
 
 from workers.inference.decode import Decoded, Sampling, decode_with_engine, decode_with_generate, uses_engine
 from workers.inference.models import AdapterMissing, ModelCache
 from workers.inference.prompts import chat_prompt, encode
 
-log = logging.getLogger("vrft.inference")
+log = structlog.get_logger("vrft.inference")
 
 
 class Busy(Exception):
@@ -142,13 +142,13 @@ class Batcher:
             results = self._run(group)
         except Exception as exc:  # noqa: BLE001 — every waiting request gets the failure, the loop lives on
             if not isinstance(exc, (RequestError, AdapterMissing)):
-                log.exception("inference.decode_failed model=%s", req0["model"]["name"])
+                log.exception("inference.decode_failed", model=req0["model"]["name"])
             for _, future in group:
                 future.set_exception(exc)
             return
         self.calls = (self.calls + [len(group)])[-100:]
-        log.info("inference.decoded model=%s adapter=%s requests=%d seconds=%.3f", req0["model"]["name"],
-                 req0.get("adapter_key"), len(group), time.perf_counter() - started)
+        log.info("inference.decoded", model=req0["model"]["name"], adapter=req0.get("adapter_key"),
+                 requests=len(group), seconds=round(time.perf_counter() - started, 3))
         for (_, future), result in zip(group, results, strict=True):
             if isinstance(result, Exception):
                 future.set_exception(result)

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
 from workers.training.model import LoadedModel, load_model
 from workers.training.processor import load_processor
 from workers.training.tiny import resolve_model
 
-log = logging.getLogger("vrft.inference")
+log = structlog.get_logger("vrft.inference")
 
 
 class AdapterMissing(Exception):
@@ -66,7 +67,7 @@ class ModelCache:
             loaded.model.eval()
             with self.lock:
                 self.bases[name] = _Base(loaded)
-            log.info("inference.base_loaded model=%s", name)
+            log.info("inference.base_loaded", model=name)
         return self.bases[name]
 
     def processor(self, name: str, location: str, min_pixels: int, max_pixels: int):
@@ -120,7 +121,7 @@ class ModelCache:
             base.peft.eval()
         else:
             base.peft.load_adapter(str(folder), adapter_name=name)
-        log.info("inference.adapter_loaded adapter=%s", name)
+        log.info("inference.adapter_loaded", adapter=name)
 
     def _evict(self, base: _Base, keep: str) -> None:
         while len(base.adapters) > self.adapter_cache_size:
@@ -132,7 +133,7 @@ class ModelCache:
             with self.lock:
                 del base.adapters[name]
             shutil.rmtree(folder, ignore_errors=True)
-            log.info("inference.adapter_evicted adapter=%s", name)
+            log.info("inference.adapter_evicted", adapter=name)
 
     def cached_adapters(self, name: str) -> list[str]:
         with self.lock:

@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import socket
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import structlog
+
 from workers.inference.batcher import Batcher, Busy, RequestError
 from workers.inference.models import AdapterMissing, ModelCache
 
-log = logging.getLogger("vrft.inference")
+log = structlog.get_logger("vrft.inference")
 
 REQUESTS = "vrft:inference:requests"
 REPLY_PREFIX = "vrft:inference:reply:"
@@ -113,7 +114,7 @@ def redis_loop(batcher: Batcher, broker_url: str, stop: threading.Event) -> None
         try:
             item = client.blpop([REQUESTS], timeout=1)
         except redis.RedisError as exc:
-            log.warning("inference.redis_unavailable error=%s", exc)
+            log.warning("inference.redis_unavailable", error=str(exc))
             stop.wait(2.0)
             continue
         if item is None:
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     if args.redis:
         if not settings.broker_url:
-            log.error("inference worker --redis needs VRFT_BROKER_URL")
+            log.error("inference.needs_broker", hint="--redis needs VRFT_BROKER_URL")
             return 2
         threading.Thread(target=redis_loop, args=(batcher, settings.broker_url, stop), daemon=True).start()
     else:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.parent is not None:
         threading.Thread(target=watch_parent, daemon=True).start()
-    log.info("inference worker ready (%s)", "redis" if args.redis else "http")
+    log.info("inference.ready", transport="redis" if args.redis else "http")
     batcher.run(stop)
     return 0
 
