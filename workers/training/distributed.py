@@ -83,7 +83,7 @@ def all_sum_grads(params: list[torch.nn.Parameter]) -> None:
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     offset = 0
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         n = g.numel()
         p.grad = flat[offset:offset + n].view_as(g).clone()
         offset += n
@@ -112,5 +112,6 @@ def shutdown() -> None:
 def prompt_generator(seed: int, step: int, position: int, device: torch.device) -> torch.Generator:
     """The random stream of prompt number `position` of step `step`: the same on whichever rank draws it."""
     generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step) * 1_000_033 + position)
+    # a job's seed may be any 63-bit number: the mix is folded back into the range manual_seed takes
+    generator.manual_seed(((seed * 1_000_003 + step) * 1_000_033 + position) % (2**63))
     return generator
