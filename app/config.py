@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # -- models ------------------------------------------------------------------------------
     # name -> local folder or hub id, e.g. VRFT_BASE_MODELS='{"Qwen/Qwen2-VL-2B-Instruct": "/models/q2vl"}'
     base_models: dict[str, str] = Field(default_factory=dict)
-    model_cache: Path | None = Field(default=None, description="Built-in tiny models and downloaded datasets; default data_dir/cache.")
+    model_cache: Path | None = Field(
+        default=None, description="Built-in tiny models and downloaded datasets; default data_dir/cache.")
 
     # -- behaviour ---------------------------------------------------------------------------
     python_grader_enabled: bool = False

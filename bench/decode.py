@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.train_step import PRESETS, ROOT as _ROOT, dry, examples, model_folder  # noqa: E402
+from bench.train_step import PRESETS, dry, examples, model_folder  # noqa: E402
+from bench.train_step import ROOT as _ROOT
 
 
 def timed(fn, device) -> tuple[float, object]:

@@ -28,7 +28,8 @@ def _box(rng: random.Random) -> list[int]:
 
 
 def _answer(boxes: list[list[int]], confs: list[float]) -> str:
-    return "[" + ", ".join(f"{{'Position': {b}, 'Confidence': {c:.2f}}}" for b, c in zip(boxes, confs)) + "]"
+    items = (f"{{'Position': {b}, 'Confidence': {c:.2f}}}" for b, c in zip(boxes, confs, strict=True))
+    return "[" + ", ".join(items) + "]"
 
 
 def make_batch(rng: random.Random) -> tuple[list[dict], list[dict]]:

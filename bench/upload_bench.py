@@ -129,7 +129,8 @@ def run_once(storage: str, archive: Path, images: int, s3: services.SeaweedFS | 
     extra = {}
     if storage == "s3":
         extra = {"VRFT_S3_ENDPOINT_URL": s3.endpoint, "VRFT_S3_BUCKET": f"vrft-bench-{os.getpid()}",
-                     "VRFT_S3_ACCESS_KEY_ID": services.S3_ACCESS_KEY, "VRFT_S3_SECRET_ACCESS_KEY": services.S3_SECRET_KEY}
+                     "VRFT_S3_ACCESS_KEY_ID": services.S3_ACCESS_KEY,
+                     "VRFT_S3_SECRET_ACCESS_KEY": services.S3_SECRET_KEY}
     srv = Server(f"up_{storage}", workers=1, extra_env=extra)
     try:
         key = srv.create_key()
@@ -195,7 +196,8 @@ def main() -> int:
     size = (100 if args.small else args.size_mib) * MiB
     free = shutil.disk_usage(args.tmp).free
     if free < 3 * size:  # the archive, the server's received copy, and the stored object
-        print(f"not enough disk in {args.tmp}: {free / 2**30:.1f} GiB free, need {3 * size / 2**30:.1f}", file=sys.stderr)
+        print(f"not enough disk in {args.tmp}: {free / 2**30:.1f} GiB free, need {3 * size / 2**30:.1f}",
+              file=sys.stderr)
         return 1
     if not shutil.which("curl"):
         print("curl is required (apt-get install curl)", file=sys.stderr)
@@ -221,11 +223,13 @@ def main() -> int:
                   f"{r['rss_validate_mb']:+.0f} MB during validation ({r['samples']} samples; load average "
                   f"{r['load_before']} → {r['load_after']})", flush=True)
         parts = "; ".join(
-            f"{r['storage']}: {r['images_s']:,.0f} images/s, peak RSS +{max(r['rss_upload_mb'], r['rss_validate_mb']):.0f} MB, "
+            f"{r['storage']}: {r['images_s']:,.0f} images/s, "
+            f"peak RSS +{max(r['rss_upload_mb'], r['rss_validate_mb']):.0f} MB, "
             f"upload {r['upload_mib_s']:.0f} MiB/s" for r in results)
         met = all(r["images_s"] >= TARGET_IMAGES_S and max(r["rss_upload_mb"], r["rss_validate_mb"]) <= TARGET_RSS_MB
                   for r in results)
-        print(f"upload {size / MiB:,.0f} MiB zip ({images:,} 512×512 JPEGs, mean {mean_kb:.0f} KB) via POST /v1/files: {parts} — target "
+        print(f"upload {size / MiB:,.0f} MiB zip ({images:,} 512×512 JPEGs, mean {mean_kb:.0f} KB) "
+              f"via POST /v1/files: {parts} — target "
               f"≥ {TARGET_IMAGES_S} images/s & ≤ {TARGET_RSS_MB} MB {'met' if met else 'NOT met'} "
               f"({machine()}, load average {results[0]['load_before']})")
         return 0

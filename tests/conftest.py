@@ -78,11 +78,11 @@ def db_session(database):
 @pytest.fixture
 def make_client(app, db_session):
     """``make_client(project_name=None)`` → an authenticated TestClient for a new project."""
+    import contextlib
+
     from fastapi.testclient import TestClient
 
     from app.auth.service import create_key
-    import contextlib
-
     from app.deps import get_session, get_session_factory
 
     def override():  # the real dependency's unit of work, on the test's savepoint session

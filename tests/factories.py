@@ -9,7 +9,8 @@ import json
 from PIL import Image
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220)}
-QUESTION = "What colour is this image? Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
+QUESTION = ("What colour is this image? Output the thinking process in <think> </think> and final answer in "
+            "<answer> </answer> tags.")
 
 
 def png_bytes(colour=(255, 0, 0), size=(32, 32), fmt="PNG") -> bytes:

@@ -70,7 +70,7 @@ class SeaweedFS:
         self.dir: Path | None = None
         self.endpoint = f"http://127.0.0.1:{S3_PORT}"
 
-    def start(self) -> "SeaweedFS":
+    def start(self) -> SeaweedFS:
         if port_open(S3_PORT):
             return self  # reuse the one .ci/run (or a developer) started
         self.dir = Path(tempfile.mkdtemp(prefix="vrft-seaweed-"))
@@ -98,9 +98,9 @@ class SeaweedFS:
             try:
                 client.list_buckets()
                 return
-            except Exception:
+            except Exception as exc:
                 if time.time() > deadline:
-                    raise RuntimeError(f"SeaweedFS did not come up on {self.endpoint}")
+                    raise RuntimeError(f"SeaweedFS did not come up on {self.endpoint}") from exc
                 time.sleep(0.3)
 
     def stop(self) -> None:

@@ -272,7 +272,8 @@ def test_backing_services():
     assert "--appendonly yes" in redis_cmd, "the broker must persist queued jobs"
     assert "--save \"\"" not in redis_cmd
     for svc in ("postgres", "redis", "s3"):
-        assert any(":" in v and not v.startswith((".", "/")) for v in SERVICES[svc]["volumes"]), f"{svc} needs a named volume"
+        named = [v for v in SERVICES[svc]["volumes"] if ":" in v and not v.startswith((".", "/"))]
+        assert named, f"{svc} needs a named volume"
     s3_conf = COMPOSE["configs"]["s3-identities"]["content"]
     identities = json.loads(interpolate(s3_conf, FILLED_ENV))
     (cred,) = identities["identities"][0]["credentials"]

@@ -33,7 +33,8 @@ def test_sqlite_upgrade_downgrade_upgrade(tmp_path):
     upgrade(url)
     engine = sa.create_engine(url)
     assert _diff(engine) == []
-    assert {"jobs", "files", "job_events", "checkpoints", "api_keys", "projects"} <= set(sa.inspect(engine).get_table_names())
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"jobs", "files", "job_events", "checkpoints", "api_keys", "projects"} <= tables
     command.downgrade(alembic_config(url), "base")
     assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(url)

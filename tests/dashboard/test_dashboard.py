@@ -28,7 +28,10 @@ def _assert_no_horizontal_overflow(page) -> None:
         const w = window.innerWidth;
         if (document.documentElement.scrollWidth <= w + 1) return [];
         return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1)
-            .slice(0, 8).map(e => `${e.tagName.toLowerCase()}#${e.id}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`);
+            .slice(0, 8).map(e => {
+                const right = Math.round(e.getBoundingClientRect().right);
+                return `${e.tagName.toLowerCase()}#${e.id}.${e.className} right=${right}`;
+            });
     }""")
     assert not wide, f"horizontal overflow at {page.viewport_size['width']} px: {wide}"
 
@@ -265,7 +268,8 @@ def test_rollout_boxes_and_error_panel_rendering(api, training_file, open_tab, o
     job = api.create_job(training_file["id"], max_steps=20_000)
     api.http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
     failed = {**api.job(job["id"]), "status": "failed",
-              "error": {"code": "grader_error", "message": "The grader failed on line 3", "param": "method.reinforcement.grader"}}
+              "error": {"code": "grader_error", "message": "The grader failed on line 3",
+                        "param": "method.reinforcement.grader"}}
     rollouts = {"object": "list", "has_more": False, "data": [_detection_rollout(png_data_url((200, 30, 30)))]}
     for viewport, name in ((DESKTOP, "1280"), (PHONE, "390")):
         tab = open_tab(viewport)

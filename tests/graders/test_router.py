@@ -28,7 +28,8 @@ def test_validate_names_the_bad_field(api_client):
 def test_run_detection_preset(api_client):
     body = {
         "grader": DETECTION,
-        "model_sample": "<think>one plane</think><answer>[{'Position': [100, 100, 200, 200], 'Confidence': 0.9}]</answer>",
+        "model_sample": "<think>one plane</think>"
+                        "<answer>[{'Position': [100, 100, 200, 200], 'Confidence': 0.9}]</answer>",
         "item": {"solution": SOLUTION},
     }
     r = api_client.post(f"{BASE}/run", json=body)

@@ -117,8 +117,8 @@ def test_json_schema(answer, expected, flags):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from app.graders.text_leaves import think_answer_format  # noqa: E402
 from app.graders.spec import DEFAULT_FORMAT  # noqa: E402
+from app.graders.text_leaves import think_answer_format  # noqa: E402
 
 _PIECES = ["<think>", "</think>", "<answer>", "</answer>", " ", "\n", "\u2003", "x", "<", ">", "/", "think"]
 

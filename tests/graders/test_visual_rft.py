@@ -120,7 +120,8 @@ def test_bbox_2d_keys_parse():
 
 
 def test_truncated_completion_keeps_complete_elements():
-    text = "<think>two boxes</think><answer>[{'Position': [100, 100, 200, 200], 'Confidence': 0.9}, {'Position': [300, 3"
+    text = ("<think>two boxes</think><answer>[{'Position': [100, 100, 200, 200], 'Confidence': 0.9}, "
+            "{'Position': [300, 3")
     reward, subs, flags = run_one(DETECTION, text, TWO_BOXES)
     assert subs == pytest.approx({"iou": 0.5, "confidence": 0.9, "format": 0.0})
     assert not flags

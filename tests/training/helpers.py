@@ -38,5 +38,6 @@ def colour_code_reward(samples, items):
     def colour(text: str) -> int:
         return ord(text[0]) % 3 if text and ord(text[0]) < 128 else -1
 
-    rewards = [1.0 if colour(s["output_text"]) == item["label"] else 0.0 for s, item in zip(samples, items)]
+    rewards = [1.0 if colour(s["output_text"]) == item["label"] else 0.0
+               for s, item in zip(samples, items, strict=True)]
     return rewards, {"correct": rewards}, {}

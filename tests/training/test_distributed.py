@@ -26,8 +26,11 @@ pytestmark = pytest.mark.slow
 
 def _write_job(folder: Path, model_cache: Path, **changes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"{name}{k}", "prompt": "Colour?", "image": "data:image/png;base64," + base64.b64encode(png(rgb)).decode(),
-             "item": {"label": i}} for k in range(2) for i, (name, rgb) in enumerate(COLOURS.items())]
+    def data_url(rgb) -> str:
+        return "data:image/png;base64," + base64.b64encode(png(rgb)).decode()
+
+    rows = [{"id": f"{name}{k}", "prompt": "Colour?", "image": data_url(rgb), "item": {"label": i}}
+            for k in range(2) for i, (name, rgb) in enumerate(COLOURS.items())]
     (folder / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     config = dict(model="vrft/tiny-qwen2-vl", model_cache_dir=str(model_cache), output_dir=str(folder / "out"),
                   train_file="train.jsonl", grader="tests.training.helpers:byte_value_reward", max_steps=2,
@@ -74,7 +77,7 @@ def test_two_ranks_make_the_same_update_as_one_and_checkpoints_cross_world_sizes
     steps_one = [e for e in one if e["event"] == "step"]
     steps_two = [e for e in two if e["event"] == "step"]  # rank 0 alone reports
     assert [e["step"] for e in steps_two] == [1, 2] and all(e["world_size"] == 2 for e in steps_two)
-    for a, b in zip(steps_one, steps_two):  # metrics are whole-batch figures on any world size
+    for a, b in zip(steps_one, steps_two, strict=True):  # metrics are whole-batch figures on any world size
         assert abs(a["reward_mean"] - b["reward_mean"]) < 1e-6 and abs(a["loss"] - b["loss"]) < 1e-6
     assert [e["event"] for e in two].count("done") == 1
 

@@ -24,7 +24,8 @@ def _setup(model_cache, family):
                 p.normal_(0, 0.05)
     model.eval()
     examples = colour_examples()
-    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?", image=png((0, 255, 0), (84, 56)))
+    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?",
+                       image=png((0, 255, 0), (84, 56)))
     batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
     return loaded, model, batch, image_features(model, batch)
 
@@ -80,8 +81,12 @@ def test_seeded_sampling_is_reproducible_and_respects_suppression(model_cache):
 
 def test_process_logits_matches_generate_processors():
     """Suppression → temperature → top-p, as transformers' logits processors do it."""
-    from transformers.generation.logits_process import (LogitsProcessorList, SuppressTokensLogitsProcessor,
-                                                        TemperatureLogitsWarper, TopPLogitsWarper)
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        SuppressTokensLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     torch.manual_seed(0)
     logits = torch.randn(5, 50)

@@ -22,7 +22,8 @@ def answer_rows() -> list[dict]:
 
 
 def exact(samples, items):
-    rewards = [1.0 if s["output_text"].strip() == item["solution"] else 0.0 for s, item in zip(samples, items)]
+    rewards = [1.0 if s["output_text"].strip() == item["solution"] else 0.0
+               for s, item in zip(samples, items, strict=True)]
     return rewards, {"exact": rewards}, {}
 
 

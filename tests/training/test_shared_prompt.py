@@ -29,7 +29,8 @@ def _setup(model_cache, family, *, gradient_checkpointing=False):
     model.eval()
     # prompts of different lengths and image sizes: left padding and per-prompt positions matter
     examples = colour_examples()
-    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?", image=png((0, 255, 0), (84, 56)))
+    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?",
+                       image=png((0, 255, 0), (84, 56)))
     batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
     images = image_features(model, batch)
     torch.manual_seed(1)

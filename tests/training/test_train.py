@@ -12,8 +12,8 @@ from tests.training.conftest import FAMILIES
 from tests.training.helpers import byte_value_reward, colour_examples, constant_reward
 from workers.training.config import TrainConfig, read_config_file
 from workers.training.grpo import train
-from workers.training.loop import lr_lambda
 from workers.training.hooks import RecordingHooks
+from workers.training.loop import lr_lambda
 from workers.training.lora import lora_parameters
 from workers.training.model import load_model
 from workers.training.rollout import prepare_prompts

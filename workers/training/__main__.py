@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("output_dir", "resume_from", "model_cache_dir"):
         if fields.get(key):
             fields[key] = str(_resolve(base, fields[key]))
-    if fields.get("model") and not str(fields["model"]).startswith("vrft/") and _resolve(base, fields["model"]).is_dir():
-        fields["model"] = str(_resolve(base, fields["model"]))
+    model = fields.get("model")
+    if model and not str(model).startswith("vrft/") and _resolve(base, model).is_dir():
+        fields["model"] = str(_resolve(base, model))
     config = TrainConfig.from_dict(fields)
     train_data = read_jsonl(_resolve(base, raw["train_file"]))
     val_data = read_jsonl(_resolve(base, raw["val_file"])) if raw.get("val_file") else None

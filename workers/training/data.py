@@ -64,7 +64,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
     `image` is a data URL or a file path (relative paths are relative to the JSONL file); `id`
     defaults to the line number, `item` to {}. For SFT a row may instead be a chat:
-    `{"messages": [...], "images": [data URL or path, ...]}` (see sft.py). Images stay encoded bytes until a batch needs them.
+    `{"messages": [...], "images": [data URL or path, ...]}` (see sft.py). Images stay encoded bytes until a
+    batch needs them.
     """
     path = Path(path)
     examples = []

@@ -126,7 +126,7 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
             continue
         run.optimizer.zero_grad(set_to_none=True)
         loss_sum, kl_sum, clip_sum = 0.0, 0.0, 0.0
-        for k, (m, rows) in enumerate(zip(micros, micro_rows)):
+        for k, (m, rows) in enumerate(zip(micros, micro_rows, strict=True)):
             logp = logprobs(m)  # (n, T), with grad
             old = old_logps[k] if old_logps is not None else logp.detach()
             ref = ref_logps[k] if ref_logps is not None else None
@@ -157,7 +157,8 @@ def grpo_step(run: Run, examples: Sequence[dict[str, Any]], step: int) -> tuple[
     sums = distributed.all_sum([float(lengths.sum()), float(flat.sum()), len(examples)]
                                + [float(np.sum(scores.sub_rewards[name])) for name in names], run.device)
     generated, n_flat, n_prompts = sums[:3]
-    per_grader = {name: total / n_all for name, total in zip(names, sums[3:])} or {run.grader_name: r_sum / n_all}
+    per_grader = {name: total / n_all for name, total in zip(names, sums[3:], strict=True)} \
+        or {run.grader_name: r_sum / n_all}
     metrics = {
         "step": step,
         "reward_mean": r_sum / n_all,

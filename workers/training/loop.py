@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
 from workers.training import distributed
+from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
 from workers.training.config import TrainConfig
 from workers.training.data import PromptOrder
 from workers.training.hooks import bind

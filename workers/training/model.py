@@ -118,5 +118,6 @@ def load_model(model: str | Path, *, device: str = "auto", dtype: str = "auto",
     eos = [i for i in eos if i is not None and i != tok.unk_token_id]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.convert_tokens_to_ids(spec.pad_token)
     cfg = net.config
-    suppressed = [i for i in (getattr(cfg, "image_token_id", None), getattr(cfg, "video_token_id", None)) if i is not None]
+    media_ids = (getattr(cfg, "image_token_id", None), getattr(cfg, "video_token_id", None))
+    suppressed = [i for i in media_ids if i is not None]
     return LoadedModel(net, processor, family, path, eos, pad, suppressed)

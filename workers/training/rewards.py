@@ -56,6 +56,6 @@ def score_completions(reward_fn: RewardFn, texts: Sequence[str], examples: Seque
                       resized_sizes: Sequence[list[int]]) -> Scores:
     """Score completion texts; row r answers examples[image_index[r]]."""
     samples = [{"output_text": text, "image_size": list(image_sizes[i]), "resized_image_size": list(resized_sizes[i])}
-               for text, i in zip(texts, image_index)]
+               for text, i in zip(texts, image_index, strict=True)]
     items = [dict(examples[i].get("item") or {}) for i in image_index]
     return _normalise(reward_fn(samples, items), len(samples))

@@ -138,8 +138,8 @@ def select_features(features, image_index: list[int]):
 
 
 @torch.no_grad()
-def generate_rollouts(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_size: int, max_new_tokens: int,
-                      eos_token_ids: list[int], pad_token_id: int, temperature: float = 1.0,
+def generate_rollouts(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_size: int,
+                      max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, temperature: float = 1.0,
                       top_p: float = 1.0, do_sample: bool = True,
                       suppressed_token_ids: list[int] | None = None) -> Rollouts:
     """Sample `group_size` completions per prompt (greedy when do_sample=False) in one generate call."""
@@ -169,8 +169,8 @@ def generate_rollouts(model, batch: PromptBatch, images: ImageInputs, *, tokeniz
 def decode_completions(tokenizer, ids: torch.Tensor, mask: torch.Tensor, eos_ids: list[int]) -> list[str]:
     """(N, T) ids + mask → texts: the kept tokens minus EOS, special tokens skipped."""
     texts = []
-    for row, keep in zip(ids.tolist(), mask.tolist()):
-        tokens = [t for t, k in zip(row, keep) if k and t not in eos_ids]
+    for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
+        tokens = [t for t, k in zip(row, keep, strict=True) if k and t not in eos_ids]
         texts.append(tokenizer.decode(tokens, skip_special_tokens=True))
     return texts
 

@@ -105,9 +105,10 @@ def encode(processor, examples: Sequence[dict[str, Any]], device: torch.device) 
     marker = tok.convert_tokens_to_ids(["<|im_start|>"]) + tok("assistant\n", add_special_tokens=False).input_ids
     end_id = tok.convert_tokens_to_ids("<|im_end|>")
     targets = torch.zeros_like(enc["input_ids"], dtype=torch.bool)
-    for row, (ids, (messages, _)) in enumerate(zip(enc["input_ids"].tolist(), chats)):
+    for row, (ids, (messages, _)) in enumerate(zip(enc["input_ids"].tolist(), chats, strict=True)):
         weights = [m.get("weight", 1) for m in messages if m.get("role") == "assistant"]
-        for (start, end), weight in zip(_assistant_spans(ids, marker, end_id), weights):
+        # a truncated sequence may hold fewer assistant spans than messages: the missing ones weigh nothing
+        for (start, end), weight in zip(_assistant_spans(ids, marker, end_id), weights, strict=False):
             if weight:
                 targets[row, start:end] = True
     inputs: dict[str, Any] = {}
@@ -120,7 +121,8 @@ def encode(processor, examples: Sequence[dict[str, Any]], device: torch.device) 
     return SftBatch(enc["input_ids"].to(device), enc["attention_mask"].to(device), targets.to(device), inputs)
 
 
-def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunk_loss(hidden: torch.Tensor, targets: torch.Tensor,
+                head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, H), (M,) → (Σ −log p(target), number of argmax hits), fp32 logits of this chunk only."""
     logits = head(hidden).float()
     nll = torch.logsumexp(logits, dim=-1) - logits.gather(1, targets.unsqueeze(1)).squeeze(1)
@@ -209,7 +211,8 @@ def validation_loss(model, processor, data: Sequence[dict[str, Any]], device: to
 
 
 def generation_prompt(example: dict[str, Any]) -> dict[str, Any] | None:
-    """The example as a GRPO-style prompt (one user turn, one image) for graded greedy answers; None if it is not one."""
+    """The example as a GRPO-style prompt (one user turn, one image) for graded greedy answers; None if it is
+    not one."""
     if "messages" not in example:
         return example
     messages, images = as_chat(example)
@@ -217,7 +220,8 @@ def generation_prompt(example: dict[str, Any]) -> dict[str, Any] | None:
     if len(users) != 1 or len(images) != 1:
         return None
     content = users[0]["content"]
-    text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+    text = content if isinstance(content, str) else \
+        " ".join(p.get("text", "") for p in content if p.get("type") == "text")
     return {"id": example.get("id", ""), "prompt": text, "image": images[0], "item": example.get("item") or {}}
 
 

@@ -198,7 +198,8 @@ def resolve_model(name: str | Path, cache_dir: str | Path | None = None) -> Path
         if Path(name).is_dir():
             return Path(name)
         return _from_hub_cache(name)
-    cache = Path(cache_dir) if cache_dir else Path(os.environ.get("VRFT_MODEL_CACHE", Path.home() / ".cache/vrft/models"))
+    default = Path.home() / ".cache/vrft/models"
+    cache = Path(cache_dir) if cache_dir else Path(os.environ.get("VRFT_MODEL_CACHE", default))
     target = cache / name.replace("/", "--")
     if (target / "model.safetensors").is_file():
         return target
