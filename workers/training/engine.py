@@ -33,8 +33,14 @@ import torch
 
 from workers.training.algo import completion_mask
 from workers.training.packing import group_mask, prompt_positions
-from workers.training.rollout import (ImageInputs, PromptBatch, Rollouts, backbone_and_head, decode_completions,
-                                     generate_rollouts)
+from workers.training.rollout import (
+    ImageInputs,
+    PromptBatch,
+    Rollouts,
+    backbone_and_head,
+    decode_completions,
+    generate_rollouts,
+)
 
 
 class StaticKV:
@@ -71,7 +77,7 @@ class StaticKV:
     def fan_out(self, rows: torch.Tensor, capacity: int) -> StaticKV:
         """A static cache of len(rows) rows holding the recorded prompt states of `rows`, room for `capacity`."""
         keys, values = [], []
-        for k, v in zip(self.keys, self.values):
+        for k, v in zip(self.keys, self.values, strict=True):
             P = k.shape[2]
             big_k = k.new_zeros(len(rows), k.shape[1], capacity, k.shape[3])
             big_v = v.new_zeros(len(rows), v.shape[1], capacity, v.shape[3])

@@ -57,7 +57,8 @@ def prompt_positions(trunk, input_ids: torch.Tensor, mm_token_type_ids: torch.Te
     return positions, positions.amax(dim=(0, 2)) + 1
 
 
-def group_mask(prompt_mask: torch.Tensor, group_size: int, block: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+def group_mask(prompt_mask: torch.Tensor, group_size: int, block: int,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
     """(B, P) prompt mask → (B, 1, L, L) attention mask of packed rows, L = P + group_size × block.
 
     Boolean (True = may attend) for SDPA; with `dtype`, additive (0 / dtype's min) for eager attention.
@@ -116,7 +117,8 @@ def pack_groups(trunk, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, mm_t
     positions, next_position = prompt_positions(trunk, prompt_ids, mm_token_type_ids, image_grid_thw, prompt_mask)
     offsets = torch.arange(T, device=prompt_ids.device).repeat(G)  # (G·T,) token t of every block
     block_positions = (next_position[:, None] + offsets[None]).expand(3, B, G * T)
-    predicting = P + torch.arange(G, device=prompt_ids.device)[:, None] * T + torch.arange(T, device=prompt_ids.device) - 1
+    device = prompt_ids.device
+    predicting = P + torch.arange(G, device=device)[:, None] * T + torch.arange(T, device=device) - 1
     predicting[:, 0] = P - 1  # every block's first token is predicted by the prompt's last position
     attn = getattr(trunk.config, "_attn_implementation", "sdpa")
     dtype = None if attn == "sdpa" else next(trunk.parameters()).dtype
