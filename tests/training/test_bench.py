@@ -25,3 +25,14 @@ def test_bench_2b_preset_dry_run_compares_both_trainers(tmp_path):
     assert set(report["results"]) == {"ours", "trl"}
     for result in report["results"].values():
         assert result["step_time_s"] > 0 and result["peak_memory_gib"] > 0
+
+
+@pytest.mark.slow
+def test_decode_bench_dry_run_checks_greedy_parity(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "decode.py"), "--preset", "2b", "--dry",
+                           "--repeats", "1", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+    report = json.loads(line[5:])
+    assert report["identical"] is True and set(report["results"]) >= {"ours", "hf_generate"}

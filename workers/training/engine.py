@@ -26,8 +26,10 @@ three families (tests/training/test_engine.py).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,6 +43,12 @@ from workers.training.rollout import (
     decode_completions,
     generate_rollouts,
 )
+
+
+def cache_argument(module, cache) -> dict[str, Any]:
+    """`{"cache": cache}`, or `{"past_key_values": cache}` for a transformers that predates the rename."""
+    name = "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+    return {name: cache}
 
 
 class StaticKV:
@@ -148,7 +156,8 @@ class _Step:
 
     def _forward(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden = self.trunk.language_model(input_ids=tokens, position_ids=positions, attention_mask=mask,
-                                           cache=self.cache, use_cache=False).last_hidden_state  # (n, 1, H)
+                                           use_cache=False, **cache_argument(self.trunk.language_model, self.cache)
+                                           ).last_hidden_state  # (n, 1, H)
         return self.head(hidden[:, -1]).float()  # (n, V)
 
     def _capture(self):
@@ -217,7 +226,7 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     recorder = StaticKV.recorder()
     hidden = trunk(input_ids=batch.input_ids, attention_mask=group_mask(batch.attention_mask, 0, 0, dtype),
                    position_ids=positions, mm_token_type_ids=batch.mm_token_type_ids,
-                   image_grid_thw=batch.image_grid_thw, cache=recorder, use_cache=False,
+                   image_grid_thw=batch.image_grid_thw, use_cache=False, **cache_argument(trunk, recorder),
                    **images.for_rows(list(range(B)))).last_hidden_state  # (B, P, H)
     first_logits = head(hidden[:, -1]).float()[index]  # (N, V): the G rows of a prompt share it
     del hidden

@@ -33,6 +33,7 @@ Every query row also attends to itself, so that a left-padding row never has an 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +52,10 @@ def prompt_positions(trunk, input_ids: torch.Tensor, mm_token_type_ids: torch.Te
     together for text), which is what the model's own decoding uses (its `rope_deltas`). The model's
     `get_rope_index` is called directly so that no cached `rope_deltas` state is read or left behind.
     """
-    positions, _ = trunk.get_rope_index(input_ids=input_ids, mm_token_type_ids=mm_token_type_ids,
-                                        image_grid_thw=image_grid_thw, attention_mask=attention_mask)
+    accepted = inspect.signature(trunk.get_rope_index).parameters  # older transformers take no mm_token_type_ids
+    extra = {"mm_token_type_ids": mm_token_type_ids} if "mm_token_type_ids" in accepted else {}
+    positions, _ = trunk.get_rope_index(input_ids=input_ids, image_grid_thw=image_grid_thw,
+                                        attention_mask=attention_mask, **extra)
     positions = positions.masked_fill(~attention_mask.bool()[None], 0)  # pads: any finite value
     return positions, positions.amax(dim=(0, 2)) + 1
 
