@@ -30,6 +30,7 @@ class StepMetrics(TypedDict):
     step_time_s: float
     elapsed_s: float  # training time so far, across resumes
     epoch: float  # passes over the training data so far
+    world_size: int  # ranks (devices) the step ran on (data parallelism)
 
 
 class StepEvent(StepMetrics):
