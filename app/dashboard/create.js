@@ -87,7 +87,8 @@ function histogram(hist) {
 function dryRunReport(job) {
   const r = job.dry_run_report || {};
   const pct = (v) => (typeof v === "number" ? `${(v * 100).toFixed(0)} %` : "—");
-  const flags = Object.entries(r.flag_rates || {});
+  // the flags that happened first: a 0 % row says the grader checked for it and it never occurred
+  const flags = Object.entries(r.flag_rates || {}).sort((a, b) => b[1] - a[1]);
   return h("div", { class: "dry-report", "data-dry-run": job.id },
     r.warning ? h("p", { class: "warn-text", role: "note" }, "⚠ ", r.warning) : null,
     h("p", { "data-field": "summary" }, r.summary || ""),
@@ -107,7 +108,7 @@ function dryRunReport(job) {
           : null)),
     h("h3", {}, "Parse-failure flags (fraction of completions)"),
     flags.length
-      ? h("table", { class: "flag-rates" }, h("tbody", {}, flags.map(([k, v]) => h("tr", { "data-flag": k },
+      ? h("table", { class: "flag-rates" }, h("tbody", {}, flags.map(([k, v]) => h("tr", { "data-flag": k, class: v > 0 ? "nonzero" : null },
         h("td", { class: "mono" }, k), h("td", { class: "num" }, pct(v))))))
       : h("p", { class: "sub" }, "No flags."),
     (r.examples || []).length
@@ -133,6 +134,7 @@ export function mountCreate(root, ctx) {
   const validStatus = h("p", { class: "sub", role: "status", id: "create-validation-status" });
   const modelSel = h("select", { id: "create-model", name: "model" }, h("option", { value: "" }, "Loading models…"));
   const suffix = h("input", { type: "text", id: "create-suffix", maxlength: 64, placeholder: "optional, e.g. colours", spellcheck: "false" });
+  const seed = h("input", { type: "text", id: "create-seed", inputmode: "numeric", placeholder: "random", spellcheck: "false" });
 
   const presetSel = h("select", { id: "create-grader-preset" },
     Object.keys(GRADER_PRESETS).map((k) => h("option", { value: k }, `visual_rft · ${k}`)),
@@ -174,7 +176,8 @@ export function mountCreate(root, ctx) {
     card("create-model-card", "2 · Base model",
       h("div", { class: "field-grid" },
         h("label", { for: "create-model" }, "Model"), modelSel,
-        h("label", { for: "create-suffix" }, "Suffix"), suffix)),
+        h("label", { for: "create-suffix" }, "Suffix"), suffix,
+        h("label", { for: "create-seed" }, "Seed"), seed)),
     card("create-grader", "3 · Grader",
       h("div", { class: "field-grid" }, h("label", { for: "create-grader-preset" }, "Preset"), presetSel),
       h("label", { for: "create-grader-json", class: "block-label" }, "Grader JSON (checked by the server as you type)"),
@@ -319,6 +322,11 @@ export function mountCreate(root, ctx) {
       method: { type: "reinforcement", reinforcement: { grader, hyperparameters: hyperparameters() } } };
     if (validSel.value) b.validation_file = validSel.value;
     if (suffix.value.trim()) b.suffix = suffix.value.trim();
+    if (seed.value.trim()) {
+      const n = Number(seed.value.trim());
+      if (!Number.isInteger(n) || n < 0) throw new Error(`Seed: "${seed.value}" is not a whole number ≥ 0`);
+      b.seed = n;
+    }
     if (dryRun) {
       b.dry_run = true;
       const n = Number(drySamples.value.trim() || "8");
