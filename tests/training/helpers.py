@@ -41,3 +41,28 @@ def colour_code_reward(samples, items):
     rewards = [1.0 if colour(s["output_text"]) == item["label"] else 0.0
                for s, item in zip(samples, items, strict=True)]
     return rewards, {"correct": rewards}, {}
+
+
+def tiny_policy_batch(model_cache, family: str, *, gradient_checkpointing: bool = False):
+    """(loaded, peft model with a non-trivial adapter, prompt batch, encoded images) on a tiny model.
+
+    The prompts differ in length and image size, so left padding and per-prompt positions matter."""
+    import torch
+
+    from workers.training.lora import attach_lora
+    from workers.training.model import load_model
+    from workers.training.rollout import image_features, prepare_prompts
+
+    torch.manual_seed(0)
+    loaded = load_model(f"vrft/tiny-{family}", cache_dir=model_cache)
+    model = attach_lora(loaded.model, r=4, alpha=8, dropout=0.0, seed=0, gradient_checkpointing=gradient_checkpointing)
+    with torch.no_grad():  # LoRA B starts at 0: give it values so the adapter changes every layer
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    model.eval()
+    examples = colour_examples()
+    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?",
+                       image=png((0, 255, 0), (84, 56)))
+    batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
+    return loaded, model, batch, image_features(model, batch)

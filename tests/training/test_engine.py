@@ -7,27 +7,13 @@ import pytest
 import torch
 
 from tests.training.conftest import FAMILIES
-from tests.training.helpers import colour_examples, png
+from tests.training.helpers import colour_examples, tiny_policy_batch
 from workers.training import engine
-from workers.training.lora import attach_lora
-from workers.training.model import load_model
-from workers.training.rollout import generate_rollouts, image_features, prepare_prompts
+from workers.training.rollout import generate_rollouts
 
 
 def _setup(model_cache, family):
-    torch.manual_seed(0)
-    loaded = load_model(f"vrft/tiny-{family}", cache_dir=model_cache)
-    model = attach_lora(loaded.model, r=4, alpha=8, dropout=0.0, seed=0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.eval()
-    examples = colour_examples()
-    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?",
-                       image=png((0, 255, 0), (84, 56)))
-    batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
-    return loaded, model, batch, image_features(model, batch)
+    return tiny_policy_batch(model_cache, family)
 
 
 def _options(loaded, **changes):

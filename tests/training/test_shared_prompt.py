@@ -7,32 +7,17 @@ import pytest
 import torch
 
 from tests.training.conftest import FAMILIES
-from tests.training.helpers import colour_examples, png
+from tests.training.helpers import tiny_policy_batch
 from workers.training.logprobs import completion_logprobs
-from workers.training.lora import attach_lora
-from workers.training.model import load_model
 from workers.training.packing import group_mask, group_rows
-from workers.training.rollout import generate_rollouts, image_features, prepare_prompts, subset
+from workers.training.rollout import generate_rollouts, subset
 
 G = 3
 
 
 def _setup(model_cache, family, *, gradient_checkpointing=False):
-    torch.manual_seed(0)
-    loaded = load_model(f"vrft/tiny-{family}", cache_dir=model_cache)
-    model = attach_lora(loaded.model, r=4, alpha=8, dropout=0.0, seed=0,
-                        gradient_checkpointing=gradient_checkpointing)
-    with torch.no_grad():  # a non-trivial adapter, so that LoRA gradients reach every layer
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.05)
-    model.eval()
-    # prompts of different lengths and image sizes: left padding and per-prompt positions matter
-    examples = colour_examples()
-    examples[1] = dict(examples[1], prompt="What colour is this picture, in one word?",
-                       image=png((0, 255, 0), (84, 56)))
-    batch = prepare_prompts(loaded.processor, examples, torch.device("cpu"))
-    images = image_features(model, batch)
+    loaded, model, batch, images = tiny_policy_batch(model_cache, family,
+                                                     gradient_checkpointing=gradient_checkpointing)
     torch.manual_seed(1)
     rollouts = generate_rollouts(model, batch, images, tokenizer=loaded.processor.tokenizer, group_size=G,
                                  max_new_tokens=10, eos_token_ids=loaded.eos_token_ids,
