@@ -47,10 +47,11 @@ def dry_run(config, hp: ResolvedHyperparameters, train_data: list[dict], grader:
 
     n = min(samples, len(train_data))
     sample = random.Random(seed).sample(list(train_data), n)
+    full_config = config
     config = config.replace(prompts_per_step=n, grad_accum=1, max_steps=1, checkpoint_interval=0, eval_interval=0,
                             rollouts_logged_per_step=n)
     collect = _Collect()
-    train(config, sample, None, grader, collect)
+    result = train(config, sample, None, grader, collect)
     step = collect.metrics[0]
     rewards = [r for ro in collect.rollouts for r in ro["rewards"]]
     total = len(rewards)
@@ -77,6 +78,12 @@ def dry_run(config, hp: ResolvedHyperparameters, train_data: list[dict], grader:
         "examples": [{"prompt": ro["prompt"], "completion": ro["completions"][0], "reward": ro["rewards"][0]}
                      for ro in collect.rollouts[:3]],
     }
+    from workers.training.memory import advice, estimate_for_job
+
+    memory = estimate_for_job(full_config, result.model)  # the job's real batch, not the sample's
+    report["memory_estimate"] = memory.to_dict()
+    if advice(memory):
+        report["memory_warning"] = advice(memory)
     zero = report["zero_variance_group_fraction"]
     report["summary"] = (f"reward {report['reward_mean']:.3f} ± {report['reward_std']:.3f}; "
                          f"{zero:.0%} of groups have zero variance; "

@@ -167,6 +167,8 @@ def test_dry_run_reports_rewards_variance_flags_and_step_time(client, start_work
     assert 0.0 <= report["zero_variance_group_fraction"] <= 1.0
     assert set(report["flag_rates"]) >= {"sample_parse_error"}
     assert report["seconds_per_step"] > 0 and report["estimated_total_seconds"] > report["seconds_per_step"]
+    memory = report["memory_estimate"]  # the pre-flight estimate for the job's real batch (CPU: no verdict)
+    assert memory["total_gib"] > memory["weights_gib"] > 0 and memory["fits"] is None
     assert metric_steps(client, job["id"]) == [], "a dry run trains nothing"
     assert client.get(f"/v1/fine_tuning/jobs/{job['id']}/adapter").status_code == 409
 

@@ -42,7 +42,7 @@ class MemoryEstimate:
     fits: bool | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 def _text(config) -> Any:
@@ -92,3 +92,24 @@ def advice(result: MemoryEstimate) -> str | None:
     return (f"estimated {result.total_gib:.1f} GiB > {result.device_gib:.0f} GiB on this device: turn on "
             "gradient_checkpointing, raise gradient_accumulation_steps, lower batch_size, group_size or "
             "max_completion_tokens, or lower max_pixels (fewer image tokens per prompt)")
+
+
+def estimate_for_job(config, model) -> MemoryEstimate:
+    """The estimate for a job's full-size step (`config`: its TrainConfig) on `model` (the peft model).
+
+    Prompt length is bounded from above: the image at `max_pixels` (one token per merged patch) plus
+    64 text tokens; completions at `max_completion_tokens`."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    vision = getattr(base.config, "vision_config", None)
+    patch = getattr(vision, "patch_size", 14) * getattr(vision, "spatial_merge_size", 2)
+    params = list(model.parameters())
+    device = params[0].device
+    return estimate(
+        base.config, parameters=sum(p.numel() for p in params),
+        lora_parameters=sum(p.numel() for p in params if p.requires_grad), dtype_bytes=params[0].element_size(),
+        prompts_per_step=config.prompts_per_step, group_size=config.group_size, grad_accum=config.grad_accum,
+        prompt_tokens=config.max_pixels // patch**2 + 64, completion_tokens=config.max_completion_tokens,
+        gradient_checkpointing=config.gradient_checkpointing, logit_chunk_tokens=config.logit_chunk_tokens,
+        device_bytes=torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None)
