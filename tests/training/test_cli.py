@@ -14,6 +14,15 @@ from tests.training.helpers import COLOURS, png
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_cli(config: Path) -> list[dict]:
+    """`python -m workers.training CONFIG` in a subprocess → the JSON events it printed (it must succeed)."""
+    proc = subprocess.run([sys.executable, "-m", "workers.training", str(config), "--threads", "1"], cwd=ROOT,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
 def test_cli_trains_from_a_jsonl_and_writes_the_adapter(model_cache, tmp_path):
     rows = []
     for i, (name, rgb) in enumerate(COLOURS.items()):
@@ -32,11 +41,7 @@ def test_cli_trains_from_a_jsonl_and_writes_the_adapter(model_cache, tmp_path):
         "val_file: train.jsonl\n"
         "grader: tests.training.helpers:byte_value_reward\n"
         "max_steps: 2\ngroup_size: 4\nprompts_per_step: 3\nmax_completion_tokens: 3\ncheckpoint_interval: 1\n")
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "workers.training", str(tmp_path / "run.yaml"), "--threads", "1"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    events = run_cli(tmp_path / "run.yaml")
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
     assert [e["event"] for e in events].count("checkpoint") == 2
     assert any(e["event"] == "eval" and "reward_mean" in e for e in events)
@@ -57,11 +62,7 @@ def test_cli_runs_sft_on_chat_rows(model_cache, tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({
         "method": "sft", "model": "vrft/tiny-qwen2-vl", "model_cache_dir": str(model_cache), "output_dir": "out",
         "train_file": "train.jsonl", "val_file": "train.jsonl", "max_steps": 2, "prompts_per_step": 2}))
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "workers.training", str(tmp_path / "run.json"), "--threads", "1"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    events = run_cli(tmp_path / "run.json")
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
     assert all("train_loss" in e for e in events if e["event"] == "step")
     assert any(e["event"] == "eval" and "valid_loss" in e for e in events)
