@@ -32,8 +32,9 @@ def celery_server(database, s3_server):
 
     redis.Redis.from_url(broker).flushdb()
     # one operator model whose folder is gone, to see a job fail with model_not_found
+    # python graders on: the kill test slows its steps with one (test_pipeline.SLOW_GRADER)
     extra = {"VRFT_BROKER_URL": broker, "VRFT_BASE_MODELS": '{"acme/missing-vl": "/nonexistent/acme-vl"}',
-             **FAST_RECOVERY}
+             "VRFT_PYTHON_GRADER_ENABLED": "true", **FAST_RECOVERY}
     server = start_live_server("celery", extra_env=extra, worker=False)
     server.broker = broker
     yield server

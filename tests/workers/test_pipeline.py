@@ -117,11 +117,19 @@ def job_status_after(client, job_id):
     return client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
 
 
+# Steps on the tiny model take milliseconds, so a 12-step job can finish between two polls of its
+# checkpoints; a grader that takes 0.25 s per sample (4 per step) keeps each step ~1 s long, leaving
+# the kill ~9 steps of margin after the first checkpoint without a test hook in the worker.
+SLOW_GRADER = {"type": "python", "name": "slow",
+               "source": "import time\n\ndef grade(sample, item):\n    time.sleep(0.25)\n    return 0.0\n"}
+
+
 def test_worker_killed_mid_job_resumes_without_repeating_steps(client, start_worker):
     first = start_worker()
-    job_id = _create_job(client, max_steps=12, checkpoint_interval=3)
+    job_id = _create_job(client, grader=SLOW_GRADER, max_steps=12, checkpoint_interval=3)
     wait_for(lambda: client.get(f"/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"], what="a checkpoint")
     first.kill()  # SIGKILL the whole worker: parent and the child running the job
+    assert client.get(f"/v1/fine_tuning/jobs/{job_id}").json()["status"] == "running", "killed mid-job"
     start_worker()
     job = wait_status(client, job_id, ("succeeded", "failed"), timeout=300)
     assert job["status"] == "succeeded", job["error"]
