@@ -13,7 +13,7 @@ import torch
 
 from app.catalog import TINY_PARAMETERS
 from app.jobs.hyperparameters import DEFAULT_LORA_TARGETS, ResolvedHyperparameters, parse, resolve
-from app.jobs.metrics import STEP_KEYS, TASK_METRICS, EvalEvent, StepEvent
+from app.jobs.metrics import SFT_STEP_KEYS, STEP_KEYS, TASK_METRICS, EvalEvent, SftStepEvent, StepEvent, eval_event
 from app.jobs.status import JobErrorCode
 from workers.runner import JobFailure, trainer_errors
 from workers.train_config import train_config
@@ -89,12 +89,27 @@ def test_step_metrics_are_what_the_trainer_emits(tmp_path):
     assert set(hooks.steps[0]) == set(STEP_KEYS)
 
 
+def test_sft_metrics_are_what_the_supervised_trainer_emits(tmp_path):
+    from tests.training.helpers import colour_examples
+    from workers.training.sft import train_sft
+
+    rows = [dict(ex, item={"solution": ex["id"]}) for ex in colour_examples()]
+    hooks = RecordingHooks()
+    config = TrainConfig(model="vrft/tiny-qwen2-vl", model_cache_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
+                         prompts_per_step=1, max_steps=1, eval_before_training=False)
+    train_sft(config, rows, rows[:1], hooks=hooks)
+    assert set(hooks.steps[0]) == set(SFT_STEP_KEYS)
+    data = eval_event(1, hooks.evals[-1][1])  # no grader: loss and token accuracy, no reward
+    assert set(data) == {"step", "eval", "valid_loss", "valid_mean_token_accuracy"}
+    assert data["valid_loss"] > 0 and 0 <= data["valid_mean_token_accuracy"] <= 1
+
+
 def test_the_dashboard_charts_only_names_of_the_contract():
     source = (ROOT / "app/dashboard/job.js").read_text()
     charts = source[source.index("function buildCharts"):]
     charts = charts[:charts.index("\n}\n")]
     used = set(re.findall(r'pts\("(\w+)"', charts)) | set(re.findall(r"\bd\.(\w+)", charts))
-    known = set(StepEvent.__annotations__) | set(EvalEvent.__annotations__)
+    known = set(StepEvent.__annotations__) | set(SftStepEvent.__annotations__) | set(EvalEvent.__annotations__)
     assert used and used <= known, used - known
 
 
