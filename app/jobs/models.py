@@ -20,7 +20,10 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     project_id: Mapped[str] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"))
-    model: Mapped[str] = mapped_column(sa.String(256))
+    model: Mapped[str] = mapped_column(sa.String(256))  # as asked: a base model id or an ft: name
+    # a job on an ft: model: the base model under it and the adapter it starts from (null otherwise)
+    base_model: Mapped[str | None] = mapped_column(sa.String(256), nullable=True)
+    init_adapter_key: Mapped[str | None] = mapped_column(sa.String(512), nullable=True)
     status: Mapped[str] = mapped_column(sa.String(24))  # an app.jobs.status.JobStatus
     training_file_id: Mapped[str] = mapped_column(sa.ForeignKey("files.id"))
     validation_file_id: Mapped[str | None] = mapped_column(sa.ForeignKey("files.id"), nullable=True)
@@ -57,6 +60,11 @@ class Job(Base):
     started_at: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
     estimated_finish: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+
+    @property
+    def base(self) -> str:
+        """The base model the job's weights rest on (``model`` itself unless that is an ft: name)."""
+        return self.base_model or self.model
 
 
 class JobEvent(Base):
