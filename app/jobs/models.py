@@ -37,6 +37,8 @@ class Job(Base):
     dry_run: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     dry_run_samples: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # rows a dry run samples
     dry_run_report: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    # devices the job runs on (``resources.gpus``): one rank per device, claimed only by a worker with that many free
+    gpus: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
 
     # cancel | pause, set by the API while running, honoured by the worker between steps
     control_request: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
@@ -108,3 +110,20 @@ class Rollout(Base):
     step: Mapped[int] = mapped_column(sa.Integer)
     data: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     created_at: Mapped[float] = mapped_column(sa.Float, default=now)
+
+
+class WorkerHost(Base):
+    """A host agent (``vrft-worker --gpus``) and its devices, written by the agent every heartbeat.
+
+    "Registered" means seen within ``heartbeat_stale_s``: job creation refuses a ``resources.gpus``
+    no registered host can offer (app.jobs.resources). ``busy`` maps each device in use to its job.
+    """
+
+    __tablename__ = "worker_hosts"
+
+    id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)  # host:pid of the agent
+    host: Mapped[str] = mapped_column(sa.String(256))
+    devices: Mapped[list[str]] = mapped_column(sa.JSON)  # e.g. ["cuda:0", "cuda:1"] or ["cpu:0", "cpu:1"]
+    busy: Mapped[dict[str, str]] = mapped_column(sa.JSON)  # device -> job id
+    started_at: Mapped[float] = mapped_column(sa.Float, default=now)
+    last_seen: Mapped[float] = mapped_column(sa.Float, default=now, index=True)
