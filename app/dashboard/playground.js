@@ -217,7 +217,7 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
         : [h("pre", { class: "completion-text", "data-field": "answer" }, answer.text === "" ? "(empty answer)" : answer.text),
           score
             ? h("div", { class: "pg-score" },
-              h("p", {}, "reward ", h("strong", { "data-field": "reward" }, fmtNum(score.reward))),
+              h("p", {}, "reward ", h("strong", { "data-field": "reward", "data-value": score.reward }, fmtNum(score.reward))),
               Object.keys(score.sub_rewards || {}).length
                 ? h("ul", { class: "grader-scores", "aria-label": "Per-grader rewards" }, Object.entries(score.sub_rewards).map(([k, v]) =>
                   h("li", { "data-grader": k }, h("span", { class: "gname" }, k), " ", h("strong", {}, fmtNum(v)))))
@@ -241,7 +241,9 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
       try { item = JSON.parse(itemText.value); } catch (err) { status.textContent = `Reference fields: not JSON (${err.message})`; return; }
       if (!item || typeof item !== "object" || Array.isArray(item)) { status.textContent = "Reference fields: must be a JSON object"; return; }
     }
-    const content = [{ type: "text", text: q }, { type: "image_url", image_url: { url: state.image } }];
+    // Image first, then the question: the user turn as the trainer and its evaluation build it, so a
+    // validation row is asked exactly as the job asked it.
+    const content = [{ type: "image_url", image_url: { url: state.image } }, { type: "text", text: q }];
     const models = { base: job.model, tuned: modelSel.value || job.fine_tuned_model };
     askBtn.disabled = true;
     status.textContent = "Asking both models…";
