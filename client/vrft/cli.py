@@ -27,6 +27,7 @@ from typing import Any
 
 from vrft._client import Client
 from vrft._version import __version__
+from vrft.compare import metric_names
 from vrft.errors import (
     APIConnectionError,
     APIStatusError,
@@ -35,7 +36,7 @@ from vrft.errors import (
     VrftError,
     WaitTimeoutError,
 )
-from vrft.types import FileObject, FineTuningJob, JobEvent, VrftObject
+from vrft.types import FileObject, FineTuningJob, JobComparison, JobEvent, VrftObject
 
 # A subcommand: the client (None for the offline `datasets` commands) and the parsed flags → exit code.
 Command = Callable[[Any, argparse.Namespace], int]
@@ -333,6 +334,33 @@ def _transition(action: str) -> Command:
     return run
 
 
+def _first_to_final(row: JobComparison, name: str) -> str:
+    """``first -> final`` of one metric (the final value alone when the job was evaluated once)."""
+    first, final = row.first, row.final
+    if first is None or final is None:
+        return "-"
+    if first.step == final.step:
+        return _cell(final.metrics.get(name))
+    if name not in first.metrics and name not in final.metrics:
+        return "-"
+    return f"{_cell(first.metrics.get(name))} -> {_cell(final.metrics.get(name))}"
+
+
+def cmd_jobs_compare(client: Client, args: argparse.Namespace) -> int:
+    rows = client.jobs.compare(args.job_ids)
+    if args.json:
+        emit_json(rows)
+        return EXIT_OK
+    names = metric_names(rows)
+    table([[r.id, r.method, r.model, r.status,
+            f"{r.step or 0}/{r.total_steps}" if r.total_steps else "-",
+            (f"{r.first.step} -> {r.final.step}" if r.first.step != r.final.step else str(r.final.step))
+            if r.first and r.final else "-",
+            *(_first_to_final(r, n) for n in names)] for r in rows],
+          ["id", "method", "model", "status", "steps", "evals", *names])
+    return EXIT_OK
+
+
 def cmd_jobs_checkpoints(client: Client, args: argparse.Namespace) -> int:
     items = list(client.jobs.checkpoints(args.job_id, limit=100))
     if args.json:
@@ -474,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("cancel", "pause", "resume"):
         p = add(jobs, action, _transition(action), f"{action} a job")
         p.add_argument("job_id")
+    p = add(jobs, "compare", cmd_jobs_compare,
+            "jobs' validation metrics side by side: first evaluation -> final (step 0 is the model before training)")
+    p.add_argument("job_ids", nargs="+", metavar="JOB_ID")
     p = add(jobs, "checkpoints", cmd_jobs_checkpoints, "list a job's checkpoints")
     p.add_argument("job_id")
     p = add(jobs, "download", cmd_jobs_download, "download the final (or a checkpoint's) LoRA adapter")

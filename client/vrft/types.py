@@ -144,6 +144,30 @@ class Checkpoint(VrftObject):
     fine_tuning_job_id: str | None = None
 
 
+class Evaluation(VrftObject):
+    """One validation pass of a job: its step (0: the model before training) and its ``valid_*`` figures."""
+
+    step: int
+    metrics: dict[str, float | None] = {}
+
+
+class JobComparison(VrftObject):
+    """One job's row in ``client.jobs.compare``: what it is, and its evaluations, oldest first."""
+
+    object: str = "fine_tuning.job.comparison"
+    id: str
+    method: str | None = None  # reinforcement | supervised
+    model: str | None = None
+    status: str
+    suffix: str | None = None
+    fine_tuned_model: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    first: Evaluation | None = None  # the earliest evaluation (step 0 = the starting model)
+    final: Evaluation | None = None  # the latest
+    evaluations: list[Evaluation] = []
+
+
 class GraderValidation(VrftObject):
     grader: dict[str, Any]
 

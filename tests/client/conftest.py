@@ -1,4 +1,5 @@
-"""Helpers for the SDK tests: tiny valid datasets (PNG data URLs in Visual-RFT JSONL)."""
+"""Helpers for the SDK tests: tiny valid datasets (PNG data URLs in Visual-RFT JSONL), and a key, an SDK
+client and the CLI (``vrft.cli.main`` in this process) against the shared live server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import io
 import json
 
 import pytest
+
+import vrft
 
 CLS_GRADER = {"type": "visual_rft", "name": "visual_rft", "task": "classification"}
 TINY_MODEL = "vrft/tiny-qwen2-vl"
@@ -45,3 +48,37 @@ def dataset_path(tmp_path, dataset_bytes):
     path = tmp_path / "colours.jsonl"
     path.write_bytes(dataset_bytes)
     return path
+
+
+@pytest.fixture(scope="module")
+def live_key(live_server) -> str:
+    return live_server.create_key()
+
+
+@pytest.fixture(scope="module")
+def live(live_server, live_key) -> vrft.Client:
+    client = vrft.Client(api_key=live_key, base_url=live_server.base_url + "/v1")
+    yield client
+    client.close()
+
+
+class Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(live_server, live_key, capsys):
+    """The CLI in this process — same parser, same client, same live server, no interpreter start-up."""
+    from vrft.cli import main
+
+    def run(*args, key=None):
+        capsys.readouterr()
+        try:
+            code = main(["--api-key", key or live_key, "--base-url", live_server.base_url, *args])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+        out = capsys.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run

@@ -20,18 +20,6 @@ from tests.client.httpstub import Reply, StubServer
 
 
 @pytest.fixture(scope="module")
-def live_key(live_server) -> str:
-    return live_server.create_key()
-
-
-@pytest.fixture(scope="module")
-def live(live_server, live_key) -> vrft.Client:
-    client = vrft.Client(api_key=live_key, base_url=live_server.base_url + "/v1")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def live_file(live) -> vrft.FileObject:
     return live.files.upload(visual_rft_jsonl(4), filename="colours.jsonl")
 
@@ -116,27 +104,6 @@ def _cli(live_server, live_key, *args, script=False, timeout=120):
     else:
         cmd = [sys.executable, "-m", "vrft.cli", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-class Ran:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def cli(live_server, live_key, capsys):
-    from vrft.cli import main
-
-    def run(*args, key=None):
-        capsys.readouterr()
-        try:
-            code = main(["--api-key", key or live_key, "--base-url", live_server.base_url, *args])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-        out = capsys.readouterr()
-        return Ran(code, out.out, out.err)
-
-    return run
 
 
 def test_cli_subprocess_upload_create_wait(live_server, live_key, tmp_path):

@@ -1,4 +1,5 @@
-"""``client.jobs``: create, retrieve, list, cancel/pause/resume, events, checkpoints, wait, adapters.
+"""``client.jobs``: create, retrieve, list, cancel/pause/resume, events, checkpoints, wait, adapters,
+compare.
 
 ``wait()`` semantics: returns the final job when it ``succeeded``; raises ``JobFailedError`` (with
 ``code``/``message``/``param`` from the job's ``error``) when it ``failed``; for ``cancelled`` it
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import httpx
 
 from vrft._base import RequestOptions, poll_after_seconds
 from vrft._progress import Progress
+from vrft.compare import comparison, unique_ids
 from vrft.errors import APIConnectionError, JobCancelledError, JobFailedError, VrftError, WaitTimeoutError
 from vrft.pagination import AsyncPager, SyncPager
 from vrft.resources._shared import (
@@ -35,7 +37,7 @@ from vrft.resources._shared import (
     safe_extract,
     sse_payload,
 )
-from vrft.types import Checkpoint, FineTuningJob, JobEvent, Page
+from vrft.types import Checkpoint, FineTuningJob, JobComparison, JobEvent, Page
 
 if TYPE_CHECKING:
     from vrft._client import AsyncClient, Client
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 JobRef = str | FineTuningJob
 CheckpointRef = str | int | Checkpoint | None
 PathLike = str | os.PathLike[str]
+Comparisons = list[JobComparison]  # (inside the classes `list` is the method)
 DEFAULT_POLL_S = 2.0
 DOWNLOAD_CHUNK = 1024 * 1024
 MAX_STREAM_RECONNECTS = 5
@@ -279,6 +282,13 @@ class Jobs:
                                      params={"limit": limit, "after": cursor})
         return SyncPager(fetch, after)
 
+    def compare(self, jobs: Iterable[JobRef]) -> Comparisons:
+        """The jobs' evaluations side by side, one row per job in the order given (see ``vrft.compare``).
+        An unknown id raises ``NotFoundError`` (naming it) before any events are read."""
+        found = [self.retrieve(jid) for jid in unique_ids(job_id(j) for j in jobs)]
+        return [comparison(job, reversed(list(self.list_events(job.id, limit=1000, type="metrics"))))
+                for job in found]
+
     def wait(self, job: JobRef, timeout: float | None = None, progress: bool | Progress = True, *,
              raise_on_cancel: bool = False, poll_interval: float | None = None) -> FineTuningJob:
         """Block until the job ends (see the module docstring for what is returned or raised).
@@ -439,6 +449,14 @@ class AsyncJobs:
             return await self._client.call("GET", f"{JOBS}/{jid}/checkpoints", Page[Checkpoint],
                                            params={"limit": limit, "after": cursor})
         return AsyncPager(fetch, after)
+
+    async def compare(self, jobs: Iterable[JobRef]) -> Comparisons:
+        found = [await self.retrieve(jid) for jid in unique_ids(job_id(j) for j in jobs)]
+        rows = []
+        for job in found:
+            events = [e async for e in self.list_events(job.id, limit=1000, type="metrics")]
+            rows.append(comparison(job, reversed(events)))
+        return rows
 
     async def wait(self, job: JobRef, timeout: float | None = None, progress: bool | Progress = True, *,
                    raise_on_cancel: bool = False, poll_interval: float | None = None) -> FineTuningJob:
