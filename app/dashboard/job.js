@@ -37,7 +37,7 @@ function kvList(obj) {
 }
 
 /** Fetch the metrics events we have not seen yet (newest first, paging back to the known ones). */
-async function fetchNewMetrics(jobId, known, signal) {
+export async function fetchNewMetrics(jobId, known, signal) {
   const fresh = [];
   let after = null;
   for (let page = 0; page < 50; page++) {
@@ -55,7 +55,7 @@ async function fetchNewMetrics(jobId, known, signal) {
   return fresh;
 }
 
-function buildCharts(metrics) {
+function buildCharts(metrics, method) {
   // one point per logged step (the latest event wins if a step was logged twice, e.g. after a resume)
   const train = new Map(), evals = new Map();
   for (const d of metrics) {
@@ -72,6 +72,30 @@ function buildCharts(metrics) {
   const none = rows.length
     ? `Not logged for the ${rows.length} step${rows.length === 1 ? "" : "s"} so far (null: e.g. every group had zero reward variance, so no update was made).`
     : "No training steps logged yet.";
+  const noEvals = "No evaluations yet (they need a validation file or eval_interval).";
+
+  // a supervised job logs loss and token accuracy, not rewards: its own charts, no empty reward/KL ones
+  if (method === "supervised" || rows.some((d) => typeof d.train_loss === "number")) {
+    const graded = ev.some((d) => typeof d.valid_reward_mean === "number");
+    return [
+      lineChart({ name: "train_loss", title: "Training loss (assistant tokens)", emptyText: "No training steps logged yet.",
+        series: [{ key: "train_loss", label: "train loss", points: pts("train_loss") }] }),
+      lineChart({ name: "token_accuracy", title: "Token accuracy (share of assistant tokens predicted right)",
+        emptyText: "No training steps logged yet.",
+        series: [{ key: "train_mean_token_accuracy", label: "train token accuracy", points: pts("train_mean_token_accuracy") }] }),
+      lineChart({ name: "valid_loss", title: "Validation loss per evaluation (step 0 = base model)", emptyText: noEvals,
+        xTickLabel: baseLabel, series: [{ key: "valid_loss", label: "validation loss", points: pts("valid_loss", ev) }] }),
+      lineChart({
+        name: "validation", xTickLabel: baseLabel, emptyText: noEvals,
+        title: `Validation token accuracy${graded ? `, reward and ${metricName}` : ""} per evaluation (step 0 = base model)`,
+        series: [
+          { key: "valid_mean_token_accuracy", label: "validation token accuracy", points: pts("valid_mean_token_accuracy", ev) },
+          ...(graded ? [{ key: "valid_reward_mean", label: "validation reward", points: pts("valid_reward_mean", ev) },
+            { key: "valid_metric", label: metricName, points: pts("valid_metric", ev) }] : []),
+        ],
+      }),
+    ];
+  }
 
   return [
     lineChart({
@@ -89,7 +113,7 @@ function buildCharts(metrics) {
     lineChart({ name: "zero_variance", title: "Groups with zero reward variance (fraction)", series: [{ key: "zero_variance_fraction", label: "zero-variance fraction", points: pts("zero_variance_fraction") }], emptyText: none }),
     lineChart({
       name: "validation", title: `Validation reward and ${metricName} per evaluation (step 0 = base model)`,
-      emptyText: "No evaluations yet (they need a validation file or eval_interval).", xTickLabel: baseLabel,
+      emptyText: noEvals, xTickLabel: baseLabel,
       series: [
         { key: "valid_reward_mean", label: "validation reward", points: pts("valid_reward_mean", ev) },
         { key: "valid_metric", label: metricName, points: pts("valid_metric", ev) },
@@ -283,7 +307,7 @@ export function mountJob(root, jobId, ctx) {
     if (fresh.length || !state.sigs.charts) {
       fresh.reverse().forEach((ev) => { state.metricIds.add(ev.id); state.metrics.push(ev.data); });
       state.sigs.charts = "1";
-      replace(charts, buildCharts(state.metrics));
+      replace(charts, buildCharts(state.metrics, (job.method || {}).type));
     }
     if (changed("events", events.map((e) => e.id))) renderEvents(events);
     if (changed("ckpts", [ckpts, job.status])) renderCheckpoints(ckpts);
