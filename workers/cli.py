@@ -1,7 +1,9 @@
-"""``vrft-worker``: Celery worker(s) on the ``gpu`` queue, one process per GPU, plus the reconciler.
+"""``vrft-worker``: a Celery worker on the ``gpu`` queue plus the reconciler, or a host agent.
 
-    vrft-worker                 # one worker (CPU, or whatever CUDA_VISIBLE_DEVICES shows)
-    vrft-worker --gpus 0,1,2,3  # four workers, each pinned to one GPU
+    vrft-worker                 # one Celery worker (CPU, or whatever CUDA_VISIBLE_DEVICES shows)
+    vrft-worker --gpus 0,1,2,3  # one host agent owning four GPUs: 1-GPU jobs side by side, or one job on
+                                # several (resources.gpus), from the jobs table (workers/agent.py)
+    vrft-worker --gpus cpu:2    # the same with two CPU ranks (tests, CI)
     vrft-worker --inference [--gpus 4,5]  # chat-completion workers (workers/inference), one per GPU
 """
 
@@ -17,7 +19,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vrft-worker", description="run vrft training workers")
-    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids: one worker process per GPU")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPU ids (or cpu:N): a host agent that owns "
+                        "them; with --inference, one inference process per GPU")
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--no-reconciler", action="store_true", help="leave recovery to another worker")
     parser.add_argument("--inference", action="store_true",
@@ -27,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     from app.config import get_settings
 
     settings = get_settings()
+    if args.gpus and not args.inference:  # Postgres is the agent's queue: no broker needed
+        from workers.agent import main as run_agent
+
+        return run_agent(args.gpus, loglevel=args.loglevel, reconcile=not args.no_reconciler)
     if not settings.broker_url:
         print("vrft-worker needs VRFT_BROKER_URL (a Redis URL); without a broker, `vrft-server serve` runs "
               "jobs itself", file=sys.stderr)
@@ -57,13 +64,9 @@ def _run_one(args, settings) -> int:
 
 def _fan_out(args) -> int:
     procs = []
-    for i, gpu in enumerate(g.strip() for g in args.gpus.split(",") if g.strip()):
+    for gpu in (g.strip() for g in args.gpus.split(",") if g.strip()):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}
-        cmd = [sys.executable, "-m", "workers.cli", "--loglevel", args.loglevel]
-        if args.inference:
-            cmd.append("--inference")
-        elif i > 0 or args.no_reconciler:
-            cmd.append("--no-reconciler")  # one reconciler per host is plenty
+        cmd = [sys.executable, "-m", "workers.cli", "--loglevel", args.loglevel, "--inference"]
         procs.append(subprocess.Popen(cmd, env=env))
 
     def forward(signum, _frame):

@@ -48,14 +48,15 @@ def main() -> int:
         try:
             reconcile_once(settings, resend_queued=False)
             with session_scope() as session:
-                job_id = lifecycle.next_queued(session)
+                queued = lifecycle.next_queued(session)  # one-device jobs: more is a host agent's (workers/agent.py)
         except Exception as exc:  # database not ready yet, or a blip
             log.warning("embedded.poll_failed", error=str(exc))
             stop.wait(2.0)
             continue
-        if job_id is None:
+        if queued is None:
             stop.wait(0.5)
             continue
+        job_id, _ = queued
         busy.set()
         try:
             run_job(job_id, worker_id, settings)  # it logs job.ended with the outcome

@@ -5,6 +5,10 @@ Reads top to bottom: claim → fetch data → the job's TrainConfig (``workers.t
 ``failed`` with a ``JobErrorCode`` and a message a user can act on: the trainer names its failures
 (``workers.training.errors``), this module maps them; nothing leaves a job stuck in ``running`` (and if
 this process dies, the reconciler notices the silent heartbeat).
+
+A job on several devices (``resources.gpus``) is claimed by a host agent (workers/agent.py) and run
+by torchrun ranks (workers/job_rank.py): rank 0 runs ``run_claimed`` — everything after the claim —
+and the other ranks ``follow``: the trainer alone, on the same data, config and resume state.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from app.jobs import lifecycle
 from app.jobs.hyperparameters import ResolvedHyperparameters
 from app.jobs.metrics import finite
 from app.jobs.models import Job
+from app.jobs.resources import running_on
 from app.jobs.schemas import fine_tuned_model_name
 from app.jobs.service import add_event
 from app.jobs.status import JobErrorCode, JobStatus
@@ -66,26 +71,65 @@ def _run_job(job_id: str, worker_id: str | None, settings: Settings | None) -> s
             return "not-claimed"  # another delivery has it, or it was cancelled/paused meanwhile
         job = session.get(Job, job_id)
         add_event(session, job_id, f"Worker {worker_id} started attempt {job.attempt}")
+        add_event(session, job_id, running_on([_device()], socket.gethostname()))
         log.info("job.claimed", worker_id=worker_id, attempt=job.attempt)
+    return run_claimed(job_id, worker_id, settings)
+
+
+def run_claimed(job_id: str, worker_id: str, settings: Settings, *, ready=None) -> str:
+    """Everything after the claim, for a job ``worker_id`` holds: claimed by ``run_job``, or by the
+    host agent for the job's rank 0. ``ready(state_key)`` is called once the job's inputs have passed
+    their checks, just before training, with the checkpoint it resumes from (None: from scratch) — the
+    agent's other ranks start from that same state."""
     lease = Lease(job_id, worker_id, settings.heartbeat_interval_s)
     workdir = Path(tempfile.mkdtemp(prefix=f"vrft-{job_id}-", dir=_scratch(settings)))
     try:
-        return _run_claimed(job_id, worker_id, settings, workdir, lease)
-    except JobFailure as exc:
-        _fail(job_id, worker_id, exc.code, exc.message)
-        return f"failed:{exc.code}"
-    except StorageUnavailable as exc:
-        _fail(job_id, worker_id, JobErrorCode.STORAGE_UNAVAILABLE,
-              f"Object storage is unreachable: {exc}. Retry the job later.")
-        return f"failed:{JobErrorCode.STORAGE_UNAVAILABLE}"
+        return _run_claimed(job_id, worker_id, settings, workdir, lease, ready or (lambda _state_key: None))
     except Exception as exc:  # the last line of defence: never leave a job 'running'
-        code, message = classify(exc)
-        log.error("job.crashed", code=str(code), exc_info=True)  # job_id is bound by run_job
+        code, message = failure_of(exc)
         _fail(job_id, worker_id, code, message)
         return f"failed:{code}"
     finally:
         lease.release()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def follow(job_id: str, settings: Settings, state_key: str | None) -> None:
+    """A rank other than 0 of a job on several devices: the trainer only, on the job's data and config
+    and rank 0's resume state (``state_key``). No database writes: rank 0 reports for every rank."""
+    from workers.training.grpo import train
+
+    store = get_store()
+    workdir = Path(tempfile.mkdtemp(prefix=f"vrft-{job_id}-", dir=_scratch(settings)))
+    try:
+        job, hp, train_data, val_data, _ = _inputs(store, settings, job_id, with_checkpoint=False)
+        resume_from = download_folder(store, state_key, workdir / "resume") if state_key else None
+        config = job_config(job, hp, settings, workdir, resume_from)
+        with trainer_errors():
+            train(config, train_data, val_data, job.method["reinforcement"]["grader"], None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _device() -> str:
+    """The one device a ``run_job`` worker trains on, as the job's events name it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return f"cuda:{visible or 0}"
+
+
+def failure_of(exc: BaseException) -> tuple[JobErrorCode, str]:
+    """What the job fails with when ``exc`` ends its run."""
+    if isinstance(exc, JobFailure):
+        return exc.code, exc.message
+    if isinstance(exc, StorageUnavailable):
+        return JobErrorCode.STORAGE_UNAVAILABLE, f"Object storage is unreachable: {exc}. Retry the job later."
+    code, message = classify(exc)
+    log.error("job.crashed", code=str(code), exc_info=exc)  # job_id is bound by the caller
+    return code, message
 
 
 def classify(exc: BaseException) -> tuple[JobErrorCode, str]:
@@ -171,17 +215,23 @@ def _model_folder(config, name: str) -> Path:
                          f"worker: {exc}. Check VRFT_BASE_MODELS and the worker's model volume.") from exc
 
 
-def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path, lease: Lease) -> str:
-    store = get_store()
+def _inputs(store, settings: Settings, job_id: str, *, with_checkpoint: bool = True):
+    """The job's row, hyperparameters, training and validation rows, and (rank 0) its latest checkpoint."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         train_file = session.get(File, job.training_file_id)
         val_file = session.get(File, job.validation_file_id) if job.validation_file_id else None
-        ckpt = None if job.dry_run else lifecycle.latest_checkpoint(session, job_id)
+        ckpt = None if job.dry_run or not with_checkpoint else lifecycle.latest_checkpoint(session, job_id)
         session.expunge_all()
     hp = ResolvedHyperparameters.model_validate(job.resolved_hyperparameters)
     train_data = load_examples(store, settings, train_file)
     val_data = load_examples(store, settings, val_file) if val_file else None
+    return job, hp, train_data, val_data, ckpt
+
+
+def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path, lease: Lease, ready) -> str:
+    store = get_store()
+    job, hp, train_data, val_data, ckpt = _inputs(store, settings, job_id)
     grader = job.method["reinforcement"]["grader"]
 
     resume_from = None
@@ -196,6 +246,7 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
 
     config = job_config(job, hp, settings, workdir, resume_from)
     _model_folder(config, job.model)  # a missing base model fails the job as model_not_found, before any work
+    ready(ckpt.state_key if ckpt is not None else None)
 
     if job.dry_run:
         from workers.dry_run import dry_run

@@ -20,21 +20,24 @@ from app.jobs.service import add_event
 from app.jobs.status import JobErrorCode, JobStatus, sources
 
 
-def claim(session: Session, job_id: str, worker_id: str) -> bool:
+def claim(session: Session, job_id: str, worker_id: str, *, max_gpus: int = 1) -> bool:
+    """``max_gpus``: the devices this worker can give the job now (a job asking for more stays queued)."""
     ts = now()
     result = session.execute(
         sa.update(Job)
-        .where(Job.id == job_id, Job.status.in_(sources(JobStatus.RUNNING)))
+        .where(Job.id == job_id, Job.status.in_(sources(JobStatus.RUNNING)), Job.gpus <= max_gpus)
         .values(status=JobStatus.RUNNING, attempt=Job.attempt + 1, worker_id=worker_id, heartbeat_at=ts,
                 started_at=sa.func.coalesce(Job.started_at, ts), control_request=None)
     )
     return result.rowcount == 1
 
 
-def next_queued(session: Session) -> str | None:
-    """Oldest queued job (the embedded worker's queue is the table itself)."""
-    return session.scalar(sa.select(Job.id).where(Job.status == JobStatus.QUEUED)
-                          .order_by(Job.enqueued_at, Job.id).limit(1))
+def next_queued(session: Session, *, max_gpus: int = 1) -> tuple[str, int] | None:
+    """(id, gpus) of the oldest queued job that asks for at most ``max_gpus`` devices (the embedded
+    worker's and the host agents' queue is the table itself)."""
+    row = session.execute(sa.select(Job.id, Job.gpus).where(Job.status == JobStatus.QUEUED, Job.gpus <= max_gpus)
+                          .order_by(Job.enqueued_at, Job.id).limit(1)).first()
+    return (row.id, row.gpus) if row else None
 
 
 def _ours(job_id: str, worker_id: str):
@@ -106,26 +109,36 @@ def requeue_stale(session: Session, *, stale_before: float, max_attempts: int) -
         sa.select(Job.id, Job.attempt).where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < stale_before)
         .with_for_update(skip_locked=True)
     ).all()
-    changed = []
-    for job_id, attempt in stale:
-        still_running = sa.and_(Job.id == job_id, Job.status == JobStatus.RUNNING)
-        if attempt >= max_attempts:
-            session.execute(sa.update(Job).where(still_running).values(
-                status=JobStatus.FAILED, error_code=JobErrorCode.INTERNAL, finished_at=now(),
-                error_message=f"The worker stopped responding {attempt} times; giving up."))
-            add_event(session, job_id, f"Worker lost {attempt} times; job failed", level="error")
-            changed.append((job_id, JobStatus.FAILED))
-        else:
-            session.execute(sa.update(Job).where(still_running).values(
-                status=JobStatus.QUEUED, worker_id=None, enqueued_at=now()))
-            add_event(session, job_id, "Worker stopped responding; job re-queued to resume from its last checkpoint",
-                      level="warn")
-            changed.append((job_id, JobStatus.QUEUED))
-    return changed
+    return [(job_id, _requeue_or_fail(session, sa.and_(Job.id == job_id, Job.status == JobStatus.RUNNING),
+                                      job_id, attempt, max_attempts, "Worker stopped responding"))
+            for job_id, attempt in stale]
+
+
+def requeue_crashed(session: Session, job_id: str, worker_id: str, *, max_attempts: int, why: str) -> JobStatus | None:
+    """A job whose processes died under a worker that lives on (a host agent's ranks): the same as a
+    silent heartbeat, without waiting for it to go stale. None: the job was not ours any more."""
+    attempt = session.scalar(sa.select(Job.attempt).where(_ours(job_id, worker_id)).with_for_update())
+    if attempt is None:
+        return None
+    return _requeue_or_fail(session, _ours(job_id, worker_id), job_id, attempt, max_attempts, why)
+
+
+def _requeue_or_fail(session: Session, cond, job_id: str, attempt: int, max_attempts: int, why: str) -> JobStatus:
+    """Back to ``queued`` (resume from the last checkpoint) while attempts remain, else ``failed``."""
+    if attempt >= max_attempts:
+        session.execute(sa.update(Job).where(cond).values(
+            status=JobStatus.FAILED, error_code=JobErrorCode.INTERNAL, finished_at=now(),
+            error_message=f"{why}, {attempt} times; giving up."))
+        add_event(session, job_id, f"{why}, {attempt} times; job failed", level="error")
+        return JobStatus.FAILED
+    session.execute(sa.update(Job).where(cond).values(status=JobStatus.QUEUED, worker_id=None, enqueued_at=now()))
+    add_event(session, job_id, f"{why}; job re-queued to resume from its last checkpoint", level="warn")
+    return JobStatus.QUEUED
 
 
 def queued_jobs(session: Session, *, enqueued_before: float) -> list[str]:
-    return list(session.scalars(sa.select(Job.id).where(Job.status == JobStatus.QUEUED,
+    """Queued one-device jobs (what a broker's workers run) waiting since before ``enqueued_before``."""
+    return list(session.scalars(sa.select(Job.id).where(Job.status == JobStatus.QUEUED, Job.gpus == 1,
                                                         Job.enqueued_at < enqueued_before)))
 
 
