@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs.models import Checkpoint, Job, JobEvent
+from app.jobs.resources import Resources
 from app.jobs.status import JobStatus
 
 # strict: no "4" for an int or "true" for a bool (a typo'd client should hear about it, not be guessed)
@@ -43,6 +44,8 @@ class JobCreate(BaseModel):
     # vrft: sample, grade and time a few steps' worth of rollouts instead of training
     dry_run: bool = False
     dry_run_samples: int | None = Field(default=None, ge=1, le=256)  # default 8; only with dry_run
+    # vrft: the devices the job runs on, one rank each (default 1; app/jobs/resources.py)
+    resources: Resources | None = None
 
 
 def _finite(value: float | None) -> float | None:
@@ -90,6 +93,7 @@ def job_object(job: Job, *, queue_position: int | None = None) -> dict:
         "dry_run_samples": job.dry_run_samples,
         "dry_run_report": job.dry_run_report,
         "resolved_hyperparameters": job.resolved_hyperparameters,
+        "resources": {"gpus": job.gpus},
     }
 
 

@@ -21,6 +21,7 @@ from app.errors import ErrorCode, ServiceError
 from app.files.models import File
 from app.ids import new_id
 from app.jobs import hyperparameters as hparams
+from app.jobs import resources
 from app.jobs.models import Checkpoint, Job, JobEvent
 from app.jobs.schemas import JobCreate
 from app.jobs.status import JobStatus, can_move
@@ -97,6 +98,7 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
                                    model_parameters=catalog.parameter_count(settings, req.model))
     except hparams.HyperparameterError as exc:
         raise _hyperparameter_error(exc) from None
+    gpus = resources.check(session, req.resources, batch_size=resolved.batch_size, settings=settings)
     grader = _check_grader(req.method.reinforcement.grader, settings, files, req.model)
     method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hp.model_dump()}}
     ts = now()
@@ -107,6 +109,7 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
         method=method, resolved_hyperparameters=resolved.model_dump(mode="json"), dry_run=req.dry_run,
         dry_run_samples=(req.dry_run_samples or DRY_RUN_SAMPLES) if req.dry_run else None,
         total_steps=0 if req.dry_run else resolved.max_steps, step=0, created_at=ts, enqueued_at=ts,
+        gpus=gpus,
     )
     session.add(job)
     session.flush()
