@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 class ErrorCode(Enum):
     # 400
     BAD_REQUEST = ("bad_request", 400)
+    CONTEXT_LENGTH_EXCEEDED = ("context_length_exceeded", 400)  # OpenAI's code for a too-long chat request
     INVALID_PURPOSE = ("invalid_purpose", 400)
     # 401
     MISSING_API_KEY = ("missing_api_key", 401)

@@ -34,10 +34,14 @@ def _prepare(session: Session, req: ChatCompletionCreate, project_id: str) -> di
 async def create_chat_completion(req: ChatCompletionCreate, session: DbSession,
                                  project_id: str = Depends(current_project)):
     worker_req = await run_in_threadpool(_prepare, session, req, project_id)
-    answer = await transport.generate(worker_req, get_settings())
-    completion = service.completion(req, worker_req["id"], answer)
     if not req.stream:
-        return JSONResponse(completion)
+        answer = await transport.generate(worker_req, get_settings())
+        return JSONResponse(service.completion(req, worker_req["id"], answer))
+    events = transport.stream(worker_req, get_settings())
+    # The first event is awaited before the response starts: a refusal (a prompt too long for the
+    # model, a busy worker) is still this response's 4xx/503, not an event inside a 200.
+    first = await anext(events)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return StreamingResponse(sse(completion, include_usage=include_usage), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    usage = (lambda answer: service.completion(req, worker_req["id"], answer)["usage"]) if include_usage else None
+    return StreamingResponse(sse(events, first, request_id=worker_req["id"], model=req.model, n=req.n, usage=usage),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,40 +1,51 @@
-"""A finished answer as OpenAI's stream of ``chat.completion.chunk`` server-sent events.
+"""A streamed answer as OpenAI's ``chat.completion.chunk`` server-sent events, sent as it is decoded.
 
-The inference worker answers whole completions (the rollout engine decodes every row to the end in
-one call and has no per-token callback), so a stream is the answer cut into word-sized chunks after
-it is complete: the client code of a streamed call works unchanged, and the chunks concatenate to
-exactly the non-streamed text, but the first chunk arrives when decoding ends, not after one token.
+The inference worker hands out each completion's text while it decodes (workers/inference/streams.py):
+every delta it sends becomes one content chunk here, so the first words reach the caller after the
+first tokens, not after the last. First a role chunk per choice, then the content chunks (choices
+interleave when ``n`` > 1, each chunk naming its ``index``), then each choice's ``finish_reason``, the
+usage when asked for, and ``[DONE]``. The deltas of a choice concatenate to exactly the text a
+non-streamed request gets. A failure after the first chunk (the worker went away) is an ``error``
+event, which openai-python raises as an APIError.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-_PIECES = re.compile(r"\s*\S+\s*|\s+", re.DOTALL)
+from app.errors import ServiceError
 
 
-def pieces(text: str) -> list[str]:
-    """`text` as chunks (a word with its surrounding spaces) that concatenate to exactly `text`."""
-    return _PIECES.findall(text)
+async def sse(events: AsyncIterator[dict[str, Any]], first: dict[str, Any], *, request_id: str, model: str, n: int,
+              usage: Callable[[dict[str, Any]], dict[str, Any]] | None) -> AsyncIterator[str]:
+    """`first` is the worker's first event (already awaited, so that a refusal was the response's
+    status); `usage(answer)` gives the usage chunk's numbers, None when the caller did not ask for it."""
+    head = {"id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "system_fingerprint": None}
 
-
-def sse(completion: dict[str, Any], *, include_usage: bool) -> Iterator[str]:
-    head = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
-            "model": completion["model"], "system_fingerprint": None}
-
-    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         return f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n"
 
-    for choice in completion["choices"]:
-        i = choice["index"]
-        yield event([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+    for i in range(n):
+        yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
                       "logprobs": None}])
-        for piece in pieces(choice["message"]["content"]):
-            yield event([{"index": i, "delta": {"content": piece}, "finish_reason": None, "logprobs": None}])
-        yield event([{"index": i, "delta": {}, "finish_reason": choice["finish_reason"], "logprobs": None}])
-    if include_usage:
-        yield event([], usage=completion["usage"])
+    event = first
+    try:
+        while event["event"] != "done":
+            if event.get("text"):
+                yield chunk([{"index": int(event["index"]), "delta": {"content": event["text"]},
+                              "finish_reason": None, "logprobs": None}])
+            event = await anext(events)
+    except ServiceError as exc:
+        yield f"data: {json.dumps(exc.body())}\n\n"
+        return
+    answer = event["answer"]
+    for choice in answer["choices"]:
+        yield chunk([{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"],
+                      "logprobs": None}])
+    if usage is not None:
+        yield chunk([], usage=usage(answer))
     yield "data: [DONE]\n\n"

@@ -162,3 +162,67 @@ def test_run_loop_answers_from_another_thread(cache_dir, adapters):
     finally:
         stop.set()
         loop.join(timeout=5)
+
+
+class _Sink:
+    """An events queue that also notes, as each delta is queued (on the decode thread), whether the
+    request's answer existed yet."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+        self.answered_at_put: list[bool] = []
+        self.future = None
+
+    def put_nowait(self, event: dict) -> None:
+        self.events.append(event)
+        self.answered_at_put.append(self.future.done())
+
+    def text(self, index: int = 0) -> str:
+        return "".join(e["text"] for e in self.events if e["index"] == index)
+
+
+def _streamed(batcher: Batcher, req: dict) -> tuple[dict, _Sink]:
+    sink = _Sink()
+    sink.future = batcher.submit(req, sink)
+    _run_waiting(batcher)
+    return sink.future.result(timeout=60), sink
+
+
+@pytest.mark.parametrize("prompt", ["one image (engine)", "text only (generate)"])
+def test_streamed_text_is_handed_out_while_it_is_decoded(cache_dir, adapters, prompt):
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    over = {} if prompt.startswith("one") else {"messages": [{"role": "user", "content": "tell me a story"}]}
+    # the tiny model always runs to max_tokens from this prompt (no EOS early), so there is a lot to stream
+    plain = _answer(batcher, _request(max_tokens=40, **over))
+    answer, sink = _streamed(batcher, _request(max_tokens=40, **over))
+    assert answer["choices"] == plain["choices"]  # streaming changes nothing of the answer
+    choice = answer["choices"][0]
+    assert sink.text() == choice["text"] and len(sink.events) >= 3, sink.events
+    # structural, not timed: the first delta was handed out when few of the tokens were decoded, and
+    # every delta before the answer existed
+    assert sink.events[0]["tokens"] < choice["completion_tokens"] / 2, (sink.events[0], choice)
+    assert [e["tokens"] for e in sink.events] == sorted(e["tokens"] for e in sink.events)
+    assert not any(sink.answered_at_put)
+
+
+def test_streamed_choices_and_stop_strings_match_the_answer(cache_dir, adapters):
+    """n completions stream each under its own index, batched beside a plain request; a stop string's
+    text never goes out, even when its first characters were decoded a token before the rest."""
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    text = _answer(batcher, _request(max_tokens=24))["choices"][0]["text"]
+    assert len(text) >= 6, text
+    stop = text[3:6]
+    sink = _Sink()
+    sink.future = batcher.submit(_request(max_tokens=24, stop=[stop]), sink)
+    sampled = _Sink()
+    sampled.future = batcher.submit(_request(max_tokens=12, temperature=1.0, n=3), sampled)
+    beside = batcher.submit(_request(max_tokens=24))
+    _run_waiting(batcher)
+    _run_waiting(batcher)
+    assert batcher.calls[-2:] == [2, 1]  # the plain request shared the stopped one's call
+    cut = sink.future.result()["choices"][0]
+    assert sink.text() == cut["text"] == text[:text.find(stop)] and cut["finish_reason"] == "stop"
+    assert stop not in sink.text()
+    assert beside.result()["choices"][0]["text"] == text
+    choices = sampled.future.result()["choices"]
+    assert [sampled.text(i) for i in range(3)] == [c["text"] for c in choices]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -70,6 +71,16 @@ def test_a_redis_inference_worker_answers_through_the_broker(api_client, chat_se
     assert answer["object"] == "chat.completion" and answer["usage"]["completion_tokens"] >= 1
     again = api_client.post("/v1/chat/completions", json=BODY).json()
     assert again["choices"][0]["message"] == answer["choices"][0]["message"]
+    # streamed: the worker's deltas come back one reply item each, and add up to the same answer
+    r = api_client.post("/v1/chat/completions", json={**BODY, "stream": True,
+                                                      "stream_options": {"include_usage": True}})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text
+    lines = [line.removeprefix("data: ") for line in r.text.splitlines() if line]
+    assert lines[-1] == "[DONE]"
+    chunks = [json.loads(line) for line in lines[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) \
+        == answer["choices"][0]["message"]["content"]
+    assert chunks[-1]["usage"] == answer["usage"]
     assert proc.poll() is None
 
 

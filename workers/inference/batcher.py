@@ -13,6 +13,10 @@ and sampling — up to `max_batch`, and decodes them together: the engine prefil
 and decodes all rows in one loop. A seeded request decodes alone, so that its random stream is
 its own and the same seed gives the same answer. A full queue refuses at once (`Busy`); a request
 whose deadline passed while it waited is dropped unanswered (the API has already answered 503).
+
+A request submitted with an `events` queue (`stream: true`) also gets its text while it is decoded:
+`{"event": "delta", "index", "text", "tokens"}` items, one completion's deltas concatenating to its
+final text (workers/inference/streams.py); all of them are queued before its future is resolved.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from workers.inference.decode import Decoded, Sampling, decode_with_engine, decode_with_generate, uses_engine
 from workers.inference.models import AdapterMissing, ModelCache
 from workers.inference.prompts import chat_prompt, encode
+from workers.inference.streams import ChoiceStream, RowStreams
 
 log = structlog.get_logger("vrft.inference")
 
@@ -74,6 +79,27 @@ def answer(req: dict[str, Any], decoded: Decoded) -> dict[str, Any]:
     return {"id": req["id"], "prompt_tokens": decoded.prompt_tokens, "choices": choices}
 
 
+class Pending(Future):
+    """A submitted request's answer, and where its streamed deltas go (None: not streamed)."""
+
+    def __init__(self, events: queue.Queue | None = None):
+        super().__init__()
+        self.events = events
+
+
+def _streams(loaded, req: dict[str, Any], events: queue.Queue | None) -> list[ChoiceStream] | None:
+    """One `ChoiceStream` per completion of a streamed request."""
+    if events is None:
+        return None
+
+    def emitter(index: int):
+        return lambda text, tokens: events.put_nowait({"event": "delta", "index": index, "text": text,
+                                                       "tokens": tokens})
+
+    return [ChoiceStream(loaded.processor.tokenizer, loaded.eos_token_ids, list(req.get("stop") or []), emitter(i))
+            for i in range(int(req["n"]))]
+
+
 class Batcher:
     def __init__(self, models: ModelCache, *, queue_size: int, max_batch: int):
         self.models = models
@@ -82,8 +108,8 @@ class Batcher:
         self.held: deque[tuple[dict, Future]] = deque()  # taken from the queue, not batchable with the last call
         self.calls: list[int] = []  # requests per decode call, most recent last (bounded), for tests and logs
 
-    def submit(self, req: dict[str, Any]) -> Future:
-        future: Future = Future()
+    def submit(self, req: dict[str, Any], events: queue.Queue | None = None) -> Pending:
+        future = Pending(events)
         try:
             if len(self.held) >= self.pending.maxsize - self.pending.qsize():  # set-aside requests count too
                 raise queue.Full
@@ -171,19 +197,32 @@ class Batcher:
             except RequestError as exc:
                 refused[i] = exc
         sampling = _sampling(req0)
+        streams = {i: _streams(loaded, r, getattr(f, "events", None)) for i, (r, f) in enumerate(group)}
         with self.models.network(name, location, req0.get("adapter_key")) as net:
             if req0.get("seed") is not None:  # seeded requests decode alone (see step)
                 torch.manual_seed(int(req0["seed"]))
             on_engine = [i for i, p in prompts.items() if uses_engine(p)]
             decoded: dict[int, Decoded] = {}
             if on_engine:
+                rows = RowStreams([s for i in on_engine for s in (streams[i] or [None] * sampling.n)])
                 for i, d in zip(on_engine, decode_with_engine(net, loaded, processor, [prompts[i] for i in on_engine],
-                                                              sampling), strict=True):
+                                                              sampling, rows or None), strict=True):
                     decoded[i] = d
             for i, p in prompts.items():
                 if i not in decoded:
-                    decoded[i] = decode_with_generate(net, loaded, processor, p, sampling)
-        return [answer(r, decoded[i]) if i in decoded else refused[i] for i, (r, _) in enumerate(group)]
+                    own = streams[i]
+                    decoded[i] = decode_with_generate(net, loaded, processor, p, sampling,
+                                                      RowStreams(list(own)) if own else None)
+        results: list[dict[str, Any] | Exception] = []
+        for i, (r, _) in enumerate(group):
+            if i not in decoded:
+                results.append(refused[i])
+                continue
+            result = answer(r, decoded[i])
+            for stream, choice in zip(streams[i] or [], result["choices"] if streams[i] else [], strict=True):
+                stream.finish(choice["text"])  # what was held back (a possible stop string's start)
+            results.append(result)
+        return results
 
 
 def _context_length(model) -> int:

@@ -21,6 +21,7 @@ import torch
 from transformers import GenerationConfig
 
 from workers.inference.prompts import ChatPrompt, encode, prompt_batch
+from workers.inference.streams import GenerateStreamer, RowStreams
 from workers.training import engine
 from workers.training.algo import completion_mask
 from workers.training.model import LoadedModel
@@ -77,19 +78,22 @@ def _split(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, texts: li
 
 
 def decode_with_engine(model, loaded: LoadedModel, processor, prompts: list[ChatPrompt],
-                       sampling: Sampling) -> list[Decoded]:
-    """Prompts with one image each, decoded together in one engine call (prefill once per prompt)."""
+                       sampling: Sampling, streams: RowStreams | None = None) -> list[Decoded]:
+    """Prompts with one image each, decoded together in one engine call (prefill once per prompt).
+    `streams`: row b·n + j (prompt b's completion j) gets its tokens as they are decoded."""
     batch = prompt_batch(processor, prompts, next(model.parameters()).device)
     rollouts = engine.sample(model, batch, image_features(model, batch), group_size=sampling.n,
-                             **_options(loaded, sampling))
+                             on_tokens=streams.on_tokens if streams else None, **_options(loaded, sampling))
     prompt_tokens = batch.attention_mask.sum(dim=1).long().tolist()
     return _split(loaded, rollouts.completion_ids, rollouts.completion_mask, rollouts.texts, prompt_tokens,
                   sampling.n)
 
 
 @torch.no_grad()
-def decode_with_generate(model, loaded: LoadedModel, processor, prompt: ChatPrompt, sampling: Sampling) -> Decoded:
-    """One prompt with no image or several, `n` completions in one `generate` call."""
+def decode_with_generate(model, loaded: LoadedModel, processor, prompt: ChatPrompt, sampling: Sampling,
+                         streams: RowStreams | None = None) -> Decoded:
+    """One prompt with no image or several, `n` completions in one `generate` call (`streams`: its
+    n rows, fed as they are decoded)."""
     enc = encode(processor, [prompt], next(model.parameters()).device)
     opts = _options(loaded, sampling)
     # A fresh config, as the trainer's: a checkpoint's generation_config must not change sampling.
@@ -102,7 +106,7 @@ def decode_with_generate(model, loaded: LoadedModel, processor, prompt: ChatProm
         use_cache=True)
     inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids",
                                                     "pixel_values", "image_grid_thw")}
-    out = model.generate(**inputs, generation_config=config)
+    out = model.generate(**inputs, generation_config=config, streamer=GenerateStreamer(streams) if streams else None)
     ids = out[:, enc["input_ids"].shape[1]:]
     if ids.shape[1] == 0:
         ids = torch.full((sampling.n, 1), loaded.pad_token_id, device=out.device)

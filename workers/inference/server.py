@@ -11,6 +11,11 @@ server binds the socket itself and hands it over (`--fd`), so there is no port t
 Redis (`app/chat/transport.py` is the other end): requests are JSON on the list `REQUESTS`; a
 worker takes one only when its own queue has room (so a busy worker leaves work to idle ones) and
 pushes the reply to `reply:<id>`, which expires if the API already gave up.
+
+A request with `"stream": true` is answered as events instead, each as soon as it exists: its text
+deltas while it decodes (`{"event": "delta", ...}`, batcher.py), then `{"event": "done", "status",
+...}` with what a plain request's reply would hold. Over HTTP they are the lines of a 200 NDJSON
+body; over Redis, one list item each on the same reply key.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,13 +63,38 @@ def outcome(future, timeout: float) -> tuple[int, dict]:
 
 
 def submit(batcher: Batcher, req: dict) -> tuple[int, dict]:
-    import time
-
     try:
         future = batcher.submit(req)
     except Busy as exc:
-        return 503, {"error": {"status": 503, "code": "inference_busy", "message": str(exc), "param": None}}
+        return 503, _busy(exc)
     return outcome(future, float(req.get("deadline", time.time() + 60)) - time.time())
+
+
+def submit_stream(batcher: Batcher, req: dict) -> tuple[Future, queue.Queue]:
+    """Submit a streamed request (Busy when the queue is full): its answer and the queue its events go to."""
+    events: queue.Queue = queue.Queue()
+    future = batcher.submit(req, events)
+    future.add_done_callback(lambda _: events.put(None))  # after every delta: they are queued first
+    return future, events
+
+
+def stream_events(req: dict, future: Future, events: queue.Queue) -> Iterator[dict]:
+    """A streamed request's events: deltas as the decode thread queues them, then `done`."""
+    deadline = float(req.get("deadline", time.time() + 60))
+    while True:
+        try:
+            event = events.get(timeout=max(deadline - time.time(), 0.0))
+        except queue.Empty:
+            break  # past the deadline: `outcome` answers 503
+        if event is None:
+            break
+        yield event
+    status, body = outcome(future, deadline - time.time())
+    yield {"event": "done", "status": status, **body}
+
+
+def _busy(exc: Busy) -> dict:
+    return {"error": {"status": 503, "code": "inference_busy", "message": str(exc), "param": None}}
 
 
 def http_server(batcher: Batcher, sock: socket.socket) -> ThreadingHTTPServer:
@@ -73,8 +107,26 @@ def http_server(batcher: Batcher, sock: socket.socket) -> ThreadingHTTPServer:
             if self.path != "/generate":
                 return self._send(404, {"error": "not found"})
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, body = submit(batcher, json.loads(raw))
+            req = json.loads(raw)
+            if req.get("stream"):
+                return self._stream(req)
+            status, body = submit(batcher, req)
             self._send(status, body)
+
+        def _stream(self, req: dict):
+            try:
+                future, events = submit_stream(batcher, req)
+            except Busy as exc:
+                return self._send(503, _busy(exc))
+            # HTTP/1.0 and no Content-Length: the body ends when the connection closes, after `done`.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.end_headers()
+            try:
+                for event in stream_events(req, future, events):
+                    self.wfile.write((json.dumps(event) + "\n").encode())
+            except (BrokenPipeError, ConnectionResetError):  # the API gave up (its client went away)
+                log.info("inference.stream_abandoned", request=req.get("id"))
 
         def _send(self, status: int, body: dict):
             data = json.dumps(body).encode()
@@ -100,12 +152,17 @@ def redis_loop(batcher: Batcher, broker_url: str, stop: threading.Event) -> None
     client = redis.Redis.from_url(broker_url, socket_timeout=10)
     replies: list = []
 
-    def reply(req, future):
-        import time
-
-        status, body = outcome(future, float(req.get("deadline", time.time() + 60)) - time.time())
-        client.rpush(REPLY_PREFIX + req["id"], json.dumps({"status": status, **body}))
+    def push(req, message: dict) -> None:
+        client.rpush(REPLY_PREFIX + req["id"], json.dumps(message))
         client.expire(REPLY_PREFIX + req["id"], REPLY_TTL_S)
+
+    def reply(req, future):
+        status, body = outcome(future, float(req.get("deadline", time.time() + 60)) - time.time())
+        push(req, {"status": status, **body})
+
+    def reply_stream(req, future, events):
+        for event in stream_events(req, future, events):
+            push(req, event)
 
     while not stop.is_set():
         if not batcher.has_room():
@@ -121,11 +178,15 @@ def redis_loop(batcher: Batcher, broker_url: str, stop: threading.Event) -> None
             continue
         req = json.loads(item[1])
         try:
-            future = batcher.submit(req)
+            if req.get("stream"):
+                future, events = submit_stream(batcher, req)
+                thread = threading.Thread(target=reply_stream, args=(req, future, events), daemon=True)
+            else:
+                future = batcher.submit(req)
+                thread = threading.Thread(target=reply, args=(req, future), daemon=True)
         except Busy:  # raced another submitter: hand it back to the front of the line
             client.lpush(REQUESTS, item[1])
             continue
-        thread = threading.Thread(target=reply, args=(req, future), daemon=True)
         thread.start()
         replies.append(thread)
         replies[:] = [t for t in replies if t.is_alive()]

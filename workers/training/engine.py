@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,12 +203,15 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
            eos_token_ids: list[int], pad_token_id: int, temperature: float = 1.0, top_p: float = 1.0,
            do_sample: bool = True, suppressed_token_ids: list[int] | None = None,
            cuda_graphs: bool = True, bucketed: bool | None = None,
-           generators: list[torch.Generator] | None = None) -> Rollouts:
+           generators: list[torch.Generator] | None = None,
+           on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> Rollouts:
     """`group_size` completions per prompt (greedy when do_sample=False) → `Rollouts`, like `generate_rollouts`.
 
     `bucketed`: compact finished rows to power-of-two buckets (default: when CUDA graphs are used; settable
     so that the bucket bookkeeping is tested on CPU too). `generators`: one random stream per prompt
-    (see `process_logits`); None draws from torch's global generator."""
+    (see `process_logits`); None draws from torch's global generator. `on_tokens(rows, tokens)`: called
+    after each token step with the rows (of the N = B × G) that were still decoding and the token each
+    emitted (an EOS included), so a caller can stream text as it is decoded; it only reads them."""
     trunk, head = backbone_and_head(model)
     device = batch.input_ids.device
     B, P = batch.input_ids.shape
@@ -254,6 +258,8 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     steps = 0
     for t in range(max_new_tokens):
         out[live.rows[alive], t] = tokens[alive]
+        if on_tokens is not None:
+            on_tokens(live.rows[alive], tokens[alive])
         steps = t + 1
         alive &= ~torch.isin(tokens, eos)
         n_alive = int(alive.sum())
