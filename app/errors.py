@@ -42,6 +42,7 @@ class ErrorCode(Enum):
     PYTHON_GRADER_DISABLED = ("python_grader_disabled", 422)
     FILE_NOT_READY = ("file_not_processed", 422)
     DATASET_INVALID = ("dataset_invalid", 422)
+    FILE_UNSUITED = ("file_unsuited_for_method", 422)
     # 429
     RATE_LIMITED = ("rate_limit_exceeded", 429)
     # 503

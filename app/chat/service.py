@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from app import catalog
@@ -31,11 +30,8 @@ from app.datasets.images import check_image, decode_data_url, is_data_url
 from app.datasets.limits import Limits
 from app.datasets.report import Invalid
 from app.errors import ErrorCode, ServiceError
-from app.jobs.models import Checkpoint, Job
-from app.jobs.schemas import fine_tuned_model_name
-from app.jobs.status import JobStatus
+from app.jobs.tuned import find_tuned
 
-CHECKPOINT_MARK = ":ckpt-step-"
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 DEFAULT_PIXELS = (3_136, 401_408)  # the processor's defaults, which a base model is asked with
 
@@ -60,25 +56,12 @@ def resolve_model(session: Session, *, project_id: str, name: str, settings: Set
     bases = catalog.base_models(settings)
     if name in bases:
         return Target(name, bases[name], None, *DEFAULT_PIXELS)
-    if not name.startswith("ft:"):
+    tuned = find_tuned(session, project_id=project_id, name=name, bases=bases)
+    if tuned is None:
         raise _not_found(name)
-    job_name, _, step = name.partition(CHECKPOINT_MARK)
-    job_id = job_name.rsplit(":", 1)[-1]
-    job = session.scalar(sa.select(Job).where(Job.id == job_id, Job.project_id == project_id))
-    if job is None or job.model not in bases or fine_tuned_model_name(job) != job_name:
-        raise _not_found(name)
-    hp = job.resolved_hyperparameters or {}
+    hp = tuned.job.resolved_hyperparameters or {}
     pixels = (int(hp.get("min_pixels", DEFAULT_PIXELS[0])), int(hp.get("max_pixels", DEFAULT_PIXELS[1])))
-    if step:
-        if not step.isdigit():
-            raise _not_found(name)
-        ck = session.scalar(sa.select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.step == int(step)))
-        if ck is None:
-            raise _not_found(name)
-        return Target(job.model, bases[job.model], ck.storage_key, *pixels)
-    if job.status != JobStatus.SUCCEEDED or not job.adapter_key or job.fine_tuned_model != name:
-        raise _not_found(name)
-    return Target(job.model, bases[job.model], job.adapter_key, *pixels)
+    return Target(tuned.job.base, bases[tuned.job.base], tuned.adapter_key, *pixels)
 
 
 def _image_bytes(url: str, param: str, settings: Settings) -> bytes:

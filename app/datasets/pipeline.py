@@ -23,8 +23,8 @@ from app.datasets.images import check_image, decode_data_url
 from app.datasets.jsonl import JsonlRows
 from app.datasets.limits import DEFAULT_LIMITS, Limits
 from app.datasets.parquet import ParquetRows
-from app.datasets.report import Fatal, Invalid, Problem, ValidationReport
-from app.datasets.rows import Candidate, resolve_inline
+from app.datasets.report import Code, Fatal, Invalid, Problem, ValidationReport
+from app.datasets.rows import METHODS, Candidate, resolve_inline
 from app.errors import ErrorCode, ServiceError
 
 _WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -41,6 +41,8 @@ class Outcome:
     example: dict | None
     is_row: bool
     image_ok: bool
+    # a valid row: method → why the row cannot train with it (at least one method is left)
+    unsuited: dict[str, Problem] | None = None
 
 
 def _finish(candidate: Candidate, limits: Limits) -> Outcome:
@@ -56,16 +58,23 @@ def _finish(candidate: Candidate, limits: Limits) -> Outcome:
             size = check_image(data, spec.image_field, limits, in_archive=candidate.in_archive)
         except Invalid as exc:
             problems.append(exc.at(candidate.line))
-    example = None
+    example = unsuited = None
     if spec is not None and size is not None and not problems:
-        example = {
-            "id": _example_id(spec.item, candidate.line),
-            "prompt": spec.prompt,
-            "image": data,
-            "image_size": [size[0], size[1]],
-            "item": spec.item,
-        }
-    return Outcome(candidate.line, problems, example, candidate.is_row, size is not None)
+        unsuited = {method: why.at(candidate.line) for method, why in spec.unsuited.items()}
+        if len(unsuited) == len(METHODS):  # a row no method can train on is a bad row
+            problems.extend(unsuited.values())
+            unsuited = None
+        else:
+            example = {
+                "id": _example_id(spec.item, candidate.line),
+                "prompt": spec.prompt,
+                "image": data,
+                "image_size": [size[0], size[1]],
+                "item": spec.item,
+            }
+            if spec.chat is not None:  # the chat for the supervised trainer, its one image in place
+                example["messages"], example["images"] = spec.chat, [data]
+    return Outcome(candidate.line, problems, example, candidate.is_row, size is not None, unsuited)
 
 
 def _example_id(item: dict, line: int | None) -> str:
@@ -159,15 +168,23 @@ def validate_dataset(path: Path, filename: str, limits: Limits = DEFAULT_LIMITS)
                 report.rows_valid += 1
                 keys = outcome.example["item"].keys()
                 common = dict.fromkeys(keys) if common is None else {k: None for k in common if k in keys}
+                for method, why in (outcome.unsuited or {}).items():
+                    report.unsuited.setdefault(method, why)  # the first row that rules a method out
     except Fatal as stop:
         report.add(stop.problem)
+    report.methods = [m for m in METHODS if m not in report.unsuited] if report.rows_valid else []
+    if report.rows_valid and not report.methods:
+        lines = " and ".join(f"{why.message} (rules out {method})" for method, why in report.unsuited.items())
+        report.add(Problem(None, None, Code.MIXED_METHODS,
+                           f"no training method suits every row: {lines}; a file holds rows of one method"))
     report.format = scan.format
     report.reference_fields = list(common or ())
     return report
 
 
 def iter_examples(path: Path, filename: str, *, limits: Limits | None = None) -> Iterator[dict]:
-    """Yield ``{"id", "prompt", "image", "image_size", "item"}`` for each valid row, streaming.
+    """Yield ``{"id", "prompt", "image", "image_size", "item"}`` for each valid row, streaming (OpenAI
+    chat rows add ``"messages"`` and ``"images"``, the layout of ``workers.training.sft``).
 
     Rows with problems are skipped (a file the API marked ``processed`` has none). A problem that
     stops reading the file altogether raises ``ServiceError(DATASET_INVALID)``.

@@ -31,6 +31,7 @@ class Code(StrEnum):
     INVALID_NUMBER = "invalid_number"
     DUPLICATE_KEY = "duplicate_key"
     IMAGE_ASPECT_RATIO = "image_aspect_ratio"
+    MIXED_METHODS = "mixed_methods"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class ValidationReport:
     reference_fields: list[str] = field(default_factory=list)
     image_count: int = 0
     max_problems: int = 200
+    # the training methods every valid row suits, and for each other method the first row ruling it out
+    methods: list[str] = field(default_factory=list)
+    unsuited: dict[str, Problem] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -127,4 +131,13 @@ class ValidationReport:
             "problem_count": self.problem_count,
             "problems": [p.to_dict() for p in self.problems],
             "problems_truncated": self.problem_count > len(self.problems),
+            "methods": list(self.methods),
+            "unsuited": {method: why.to_dict() for method, why in self.unsuited.items()},
         }
+
+
+def methods_of(report: dict | None) -> list[str]:
+    """The methods a stored report says its file suits. Reports written before files were judged per
+    method have no ``methods``: they were validated as reinforcement files, and that is all they claim."""
+    report = report or {}
+    return list(report.get("methods", ["reinforcement"] if report.get("ok") else []))

@@ -18,6 +18,12 @@ from app.datasets.values import value_problems
 
 OPENAI = "openai_rft_jsonl"
 VISUAL = "visual_rft_jsonl"
+# The training methods a row can suit (the job's method.type). A Visual-RFT row suits both (its solution
+# is the supervised target); an OpenAI chat row suits reinforcement when it ends with the user's turn
+# and supervised when it ends with the assistant's answer.
+REINFORCEMENT, SUPERVISED = "reinforcement", "supervised"
+METHODS = (REINFORCEMENT, SUPERVISED)
+ROLES = ("system", "developer", "user", "assistant")
 
 # Detection solutions are short; a megabyte of "answer" is not one, and literal_eval on it would be slow.
 _MAX_SOLUTION_PARSE = 1_000_000
@@ -33,6 +39,11 @@ class RowSpec:
     # A data URL or archive path (JSONL), the encoded bytes (Parquet), or None when unusable.
     image_ref: str | bytes | None
     problems: list[Invalid] = field(default_factory=list)
+    # method → why this row cannot train with it (a row that suits no method has these as problems)
+    unsuited: dict[str, Invalid] = field(default_factory=dict)
+    # OpenAI rows: the chat as the supervised trainer reads it (workers/training/sft.py): text parts,
+    # {"type": "image"} where the image was, "developer" as "system", assistant weights kept
+    chat: list[dict] | None = None
 
 
 def row_format(obj: dict) -> str | None:
@@ -68,6 +79,7 @@ def parse_openai(obj: dict) -> RowSpec:
 
     texts: list[str] = []
     images: list[tuple[str, object]] = []
+    chat: list[dict] = []
     saw_user = False
     for i, message in enumerate(messages):
         path = f"messages[{i}]"
@@ -75,29 +87,29 @@ def parse_openai(obj: dict) -> RowSpec:
             problems.append(Invalid(Code.INVALID_FIELD, path, "must be an object with 'role' and 'content'"))
             continue
         role = message.get("role")
-        if not isinstance(role, str):
+        if not isinstance(role, str) or role not in ROLES:
             code = Code.MISSING_FIELD if role is None else Code.INVALID_FIELD
-            problems.append(Invalid(code, f"{path}.role", "must be a string such as 'user'"))
+            problems.append(Invalid(code, f"{path}.role", f"must be one of {', '.join(ROLES)}, got {brief(role)}"))
             continue
         saw_user = saw_user or role == "user"
+        turn: dict = {"role": "system" if role == "developer" else role, "content": []}
+        _read_weight(message, path, role, turn, problems)
+        chat.append(turn)
         content = message.get("content")
         if isinstance(content, str):
             if role == "user":
                 texts.append(content)
+            turn["content"].append({"type": "text", "text": content})
             continue
         if not isinstance(content, list):
             code = Code.MISSING_FIELD if content is None else Code.INVALID_FIELD
             problems.append(Invalid(code, f"{path}.content", "must be a string or a list of content parts"))
             continue
         for j, part in enumerate(content):
-            _read_part(part, f"{path}.content[{j}]", role, texts, images, problems)
+            _read_part(part, f"{path}.content[{j}]", role, texts, images, problems, turn["content"])
 
     if not saw_user:
         problems.append(Invalid(Code.MISSING_FIELD, "messages", "no message has role 'user'"))
-    elif not any(t.strip() for t in texts):
-        problems.append(
-            Invalid(Code.MISSING_FIELD, "messages", "the user message has no text part; the question goes there")
-        )
     if not images:
         problems.append(
             Invalid(Code.MISSING_FIELD, "messages", "no image_url part; exactly one image per row is required")
@@ -107,6 +119,8 @@ def parse_openai(obj: dict) -> RowSpec:
             Invalid(Code.INVALID_FIELD, extra_path, f"row has {len(images)} images; exactly one is supported")
         )
     spec.prompt = "\n".join(texts)
+    spec.chat = chat
+    _judge_chat(chat, len(messages), texts, spec.unsuited)
     if images:
         spec.image_field, ref = images[0]
         spec.image_ref = ref if isinstance(ref, str) and ref else None
@@ -117,7 +131,44 @@ def parse_openai(obj: dict) -> RowSpec:
     return spec
 
 
-def _read_part(part, path, role, texts, images, problems) -> None:
+def _read_weight(message: dict, path: str, role: str, turn: dict, problems: list[Invalid]) -> None:
+    """OpenAI's supervised ``weight``: 0 (do not learn this assistant turn) or 1."""
+    if "weight" not in message:
+        return
+    weight = message["weight"]
+    if role != "assistant":
+        problems.append(Invalid(Code.INVALID_FIELD, f"{path}.weight", "only assistant messages take a weight"))
+    elif weight not in (0, 1) or isinstance(weight, bool) or not isinstance(weight, int):
+        problems.append(Invalid(Code.INVALID_FIELD, f"{path}.weight", f"must be 0 or 1, got {brief(weight)}"))
+    else:
+        turn["weight"] = weight
+
+
+def _judge_chat(chat: list[dict], count: int, user_texts: list[str], unsuited: dict[str, Invalid]) -> None:
+    """Which methods this chat can train: reinforcement answers the last user turn, supervised learns
+    the assistant's turns (the last message is the assistant's, and a turn to learn has text)."""
+    last = f"messages[{count - 1}]"
+    ends_with_answer = bool(chat) and chat[-1]["role"] == "assistant"
+    if ends_with_answer:
+        unsuited[REINFORCEMENT] = Invalid(Code.INVALID_FIELD, last, "ends with an assistant message; a "
+                                          "reinforcement row ends with the user's turn for the model to answer")
+    elif not any(t.strip() for t in user_texts):
+        unsuited[REINFORCEMENT] = Invalid(Code.MISSING_FIELD, "messages",
+                                          "the user message has no text part; the question goes there")
+    if not ends_with_answer:
+        unsuited[SUPERVISED] = Invalid(Code.MISSING_FIELD, "messages", "no assistant message at the end; a "
+                                       "supervised row ends with the assistant's answer to learn")
+        return
+    learned = [t for t in chat if t["role"] == "assistant" and t.get("weight", 1)]
+    if not learned:
+        unsuited[SUPERVISED] = Invalid(Code.INVALID_FIELD, "messages", "every assistant message has weight 0: "
+                                       "nothing to learn")
+    elif not "".join(p.get("text", "") for p in chat[-1]["content"]).strip():
+        unsuited[SUPERVISED] = Invalid(Code.INVALID_FIELD, f"{last}.content",
+                                       "the assistant's answer (the target) is empty")
+
+
+def _read_part(part, path, role, texts, images, problems, parts: list[dict]) -> None:
     if not isinstance(part, dict):
         problems.append(Invalid(Code.INVALID_FIELD, path, "content part must be an object with a 'type'"))
         return
@@ -127,8 +178,10 @@ def _read_part(part, path, role, texts, images, problems) -> None:
         if not isinstance(text, str):
             code = Code.MISSING_FIELD if text is None else Code.INVALID_FIELD
             problems.append(Invalid(code, f"{path}.text", "must be a string"))
-        elif role == "user":
-            texts.append(text)
+        else:
+            parts.append({"type": "text", "text": text})
+            if role == "user":
+                texts.append(text)
     elif kind == "image_url":
         image_url = part.get("image_url")
         url = image_url.get("url") if isinstance(image_url, dict) else None
@@ -140,6 +193,7 @@ def _read_part(part, path, role, texts, images, problems) -> None:
             problems.append(Invalid(Code.INVALID_FIELD, path, f"images belong in the user message, not '{role}'"))
         else:
             images.append((f"{path}.image_url.url", url))
+            parts.append({"type": "image"})
     else:
         problems.append(Invalid(
             Code.INVALID_FIELD, f"{path}.type", f"unknown content part type {kind!r}; expected 'text' or 'image_url'"

@@ -24,6 +24,7 @@ class FileObject(_Open):
     expires_at: int | None = None
     format: str | None = None  # vrft: the detected dataset format
     rows: int | None = None  # vrft: valid rows
+    methods: list[str] | None = None  # vrft: the method.type values this file can train with
 
 
 class FileList(_Open):
@@ -51,4 +52,6 @@ class FileValidation(_Open):
     reference_fields: list[str]
     problem_count: int
     problems: list[dict[str, Any]]
+    methods: list[str] = []
+    unsuited: dict[str, dict[str, Any]] = {}  # method → the first row ruling it out (line, field, message)
     status_details: str | None = None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from app.datasets.report import methods_of
 from app.files.models import File
 
 
@@ -16,6 +17,8 @@ def file_object(f: File) -> dict:
         "expires_at": None,
         "format": (f.report or {}).get("format"),
         "rows": (f.report or {}).get("rows_valid"),
+        # vrft: the training methods (method.type) this file can be used with, once validated
+        "methods": methods_of(f.report) if f.report else None,
     }
 
 
@@ -32,5 +35,8 @@ def validation_object(f: File) -> dict:
         "reference_fields": report.get("reference_fields", []),
         "problem_count": report.get("problem_count", 0),
         "problems": report.get("problems", []),
+        "methods": methods_of(report),
+        # for each method the file does not suit, the first row that rules it out
+        "unsuited": report.get("unsuited", {}),
         "status_details": f.status_details,
     }

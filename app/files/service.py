@@ -11,6 +11,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.datasets.report import methods_of
 from app.db import session_scope
 from app.errors import ErrorCode, ServiceError
 from app.files.models import File
@@ -42,7 +43,7 @@ def storage_key(project_id: str, file_id: str) -> str:
 
 def report_summary(report: dict) -> str:
     if report.get("ok"):
-        return f"{report['rows_valid']} valid rows ({report['format']})"
+        return f"{report['rows_valid']} valid rows ({report['format']}; suits {' and '.join(methods_of(report))})"
     problems = report.get("problems") or []
     count = report.get("problem_count", len(problems))
     if not problems:

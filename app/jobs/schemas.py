@@ -22,11 +22,40 @@ class ReinforcementMethod(BaseModel):
     hyperparameters: dict[str, Any] | None = None
 
 
+class SupervisedMethod(BaseModel):
+    model_config = _STRICT
+
+    hyperparameters: dict[str, Any] | None = None
+    # vrft: a grader scores greedy answers on the validation file at each evaluation, so a supervised
+    # job reports the same task metric as a reinforcement job on that data (it never shapes the loss)
+    grader: dict[str, Any] | None = None
+
+
 class Method(BaseModel):
     model_config = _STRICT
 
-    type: Literal["reinforcement"]
-    reinforcement: ReinforcementMethod
+    type: Literal["reinforcement", "supervised"]
+    reinforcement: ReinforcementMethod | None = None
+    supervised: SupervisedMethod | None = None
+
+    def block_problem(self) -> tuple[str, str] | None:
+        """(param, message) when the blocks do not match ``type`` — OpenAI's shape is the block that
+        ``type`` names and no other (a stray block would otherwise be ignored)."""
+        other = "supervised" if self.type == "reinforcement" else "reinforcement"
+        if getattr(self, self.type) is None:
+            return f"method.{self.type}", f"method.type is '{self.type}', so method.{self.type} is required."
+        if getattr(self, other) is not None:
+            return f"method.{other}", f"method.{other} does not apply to a '{self.type}' job; remove it."
+        return None
+
+    @property
+    def grader(self) -> dict[str, Any] | None:
+        return self.reinforcement.grader if self.reinforcement else self.supervised.grader if self.supervised else None
+
+    @property
+    def hyperparameters(self) -> dict[str, Any] | None:
+        block = self.reinforcement or self.supervised
+        return block.hyperparameters if block else None
 
 
 class JobCreate(BaseModel):
@@ -55,7 +84,7 @@ def _finite(value: float | None) -> float | None:
 
 def job_object(job: Job, *, queue_position: int | None = None) -> dict:
     method = dict(job.method)
-    hp = job.resolved_hyperparameters or (method.get("reinforcement") or {}).get("hyperparameters") or {}
+    hp = job.resolved_hyperparameters or (method.get(method.get("type")) or {}).get("hyperparameters") or {}
     error = None
     if job.error_code:
         error = {"code": job.error_code, "message": job.error_message or "", "param": job.error_param}
@@ -122,4 +151,5 @@ def checkpoint_object(ck: Checkpoint, job: Job) -> dict:
 
 
 def fine_tuned_model_name(job: Job) -> str:
-    return f"ft:{job.model}:{job.project_id}:{job.suffix or ''}:{job.id}"
+    # named after the base model even when the job started from an ft: model (as OpenAI names them)
+    return f"ft:{job.base}:{job.project_id}:{job.suffix or ''}:{job.id}"

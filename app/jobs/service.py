@@ -16,18 +16,20 @@ from sqlalchemy.orm import Session
 
 from app import catalog
 from app.config import Settings
+from app.datasets.report import methods_of
 from app.db import now
 from app.errors import ErrorCode, ServiceError
 from app.files.models import File
+from app.files.service import describe_problem
 from app.ids import new_id
 from app.jobs import hyperparameters as hparams
 from app.jobs import resources
 from app.jobs.models import Checkpoint, Job, JobEvent
 from app.jobs.schemas import JobCreate
 from app.jobs.status import JobStatus, can_move
+from app.jobs.tuned import find_tuned
 from app.pagination import check_limit, page
 
-HP_PARAM = "method.reinforcement.hyperparameters"
 DRY_RUN_SAMPLES = 8  # training rows a dry run samples unless the request says
 
 
@@ -52,13 +54,13 @@ def _usable_file(session: Session, project_id: str, file_id: str, param: str) ->
     return file
 
 
-def _hyperparameter_error(exc: hparams.HyperparameterError) -> ServiceError:
+def _hyperparameter_error(exc: hparams.HyperparameterError, method: str) -> ServiceError:
     unknown = isinstance(exc, hparams.UnknownHyperparameter)
     code = ErrorCode.UNKNOWN_FIELD if unknown else ErrorCode.INVALID_HYPERPARAMETER
-    return ServiceError(code, exc.message, f"{HP_PARAM}.{exc.name}")
+    return ServiceError(code, exc.message, f"method.{method}.hyperparameters.{exc.name}")
 
 
-def _check_grader(grader: dict, settings: Settings, files: list[File], model: str) -> dict:
+def _check_grader(grader: dict, settings: Settings, files: list[File], model: str, param: str) -> dict:
     from app.graders import template_fields, validate_grader
 
     # box graders that leave `coords` out take the model family's (Qwen2.5-VL: resized pixels)
@@ -72,42 +74,82 @@ def _check_grader(grader: dict, settings: Settings, files: list[File], model: st
                 ErrorCode.INVALID_GRADER,
                 f"The grader reads {{{{item.{missing[0]}}}}} but file {file.id} has no field '{missing[0]}' "
                 f"(its fields: {', '.join(sorted(available)) or 'none'}).",
-                "method.reinforcement.grader",
+                param,
             )
     return normalised
 
 
+def _check_suits(file: File, method: str, param: str) -> None:
+    """A file the method cannot train on is refused here, naming the first row that rules it out."""
+    if method in methods_of(file.report):
+        return
+    why = ((file.report or {}).get("unsuited") or {}).get(method)
+    detail = f": {describe_problem(why)}" if why else ""
+    suits = " and ".join(methods_of(file.report)) or "no method"
+    raise ServiceError(ErrorCode.FILE_UNSUITED, f"File {file.id} cannot be used for a {method} job{detail} "
+                       f"(it suits {suits}).", param, extra={"line": why.get("line") if why else None})
+
+
+def _starting_point(session: Session, project_id: str, model: str, settings: Settings) -> tuple[str, str | None]:
+    """(base model, adapter to start from): a base model id, or an ft: model of this project."""
+    if catalog.is_known(settings, model):
+        return model, None
+    if model.startswith("ft:"):
+        tuned = find_tuned(session, project_id=project_id, name=model, bases=catalog.base_models(settings))
+        if tuned is None:
+            raise ServiceError(ErrorCode.MODEL_NOT_FOUND, f"No fine-tuned model {model!r} in this project: a job "
+                               "starts from a succeeded job's fine_tuned_model or a checkpoint's "
+                               "fine_tuned_model_checkpoint.", "model")
+        return tuned.job.base, tuned.adapter_key
+    known = ", ".join(sorted(catalog.base_models(settings)))
+    raise ServiceError(ErrorCode.MODEL_NOT_FOUND, f"Unknown base model {model!r}; available: {known}.", "model")
+
+
 def create_job(session: Session, *, project_id: str, req: JobCreate, settings: Settings) -> Job:
-    if not catalog.is_known(settings, req.model):
-        known = ", ".join(sorted(catalog.base_models(settings)))
-        raise ServiceError(ErrorCode.MODEL_NOT_FOUND, f"Unknown base model {req.model!r}; available: {known}.", "model")
+    problem = req.method.block_problem()
+    if problem is not None:
+        raise ServiceError(ErrorCode.VALIDATION_ERROR, problem[1], problem[0])
+    kind = req.method.type
+    base, init_adapter_key = _starting_point(session, project_id, req.model, settings)
+    if req.dry_run and kind == "supervised":
+        raise ServiceError(ErrorCode.VALIDATION_ERROR, "A dry run samples and grades rollouts, which a supervised "
+                           "job does not have; dry runs are for reinforcement jobs.", "dry_run")
     if req.dry_run_samples is not None and not req.dry_run:
         raise ServiceError(ErrorCode.VALIDATION_ERROR, "dry_run_samples only applies to a dry run (\"dry_run\": true).",
                            "dry_run_samples")
     train = _usable_file(session, project_id, req.training_file, "training_file")
+    _check_suits(train, kind, "training_file")
     files = [train]
     val = None
     if req.validation_file:
         val = _usable_file(session, project_id, req.validation_file, "validation_file")
+        _check_suits(val, kind, "validation_file")
         files.append(val)
     train_rows = (train.report or {}).get("rows_valid", 0)
     val_rows = (val.report or {}).get("rows_valid", 0) if val else 0
     try:  # every rule is checked here, before a row is written
-        hp = hparams.parse(req.method.reinforcement.hyperparameters)
+        hp = hparams.parse(req.method.hyperparameters, kind)
         resolved = hparams.resolve(hp, train_rows=train_rows, val_rows=val_rows,
-                                   model_parameters=catalog.parameter_count(settings, req.model))
+                                   model_parameters=catalog.parameter_count(settings, base))
     except hparams.HyperparameterError as exc:
-        raise _hyperparameter_error(exc) from None
+        raise _hyperparameter_error(exc, kind) from None
     gpus = resources.check(session, req.resources, batch_size=resolved.batch_size, settings=settings)
-    grader = _check_grader(req.method.reinforcement.grader, settings, files, req.model)
-    method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hp.model_dump()}}
+    block: dict = {"hyperparameters": hp.model_dump()}
+    if req.method.grader is not None:
+        if kind == "supervised" and val is None:  # it would score nothing: say so rather than keep it unused
+            raise ServiceError(ErrorCode.VALIDATION_ERROR, "A supervised job's grader scores answers on the "
+                               "validation file; add a validation_file or leave the grader out.",
+                               "method.supervised.grader")
+        graded = files if kind == "reinforcement" else [val]
+        block["grader"] = _check_grader(req.method.grader, settings, graded, base, f"method.{kind}.grader")
     ts = now()
     job = Job(
         id=new_id("ftjob"), project_id=project_id, model=req.model, status=JobStatus.QUEUED,
+        base_model=base if base != req.model else None, init_adapter_key=init_adapter_key,
         training_file_id=train.id, validation_file_id=val.id if val else None, suffix=req.suffix,
         seed=req.seed if req.seed is not None else random.randrange(2**31), metadata_=req.metadata,
-        method=method, resolved_hyperparameters=resolved.model_dump(mode="json"), dry_run=req.dry_run,
-        dry_run_samples=(req.dry_run_samples or DRY_RUN_SAMPLES) if req.dry_run else None,
+        method={"type": kind, kind: block}, resolved_hyperparameters=resolved.model_dump(mode="json"),
+        dry_run=req.dry_run, dry_run_samples=(req.dry_run_samples or DRY_RUN_SAMPLES) if req.dry_run else None,
         total_steps=0 if req.dry_run else resolved.max_steps, step=0, created_at=ts, enqueued_at=ts,
         gpus=gpus,
     )
@@ -115,9 +157,13 @@ def create_job(session: Session, *, project_id: str, req: JobCreate, settings: S
     session.flush()
     add_event(session, job.id, f"Created fine-tuning job: {job.id}")
     add_event(session, job.id, "Validated training and validation files" if val else "Validated training file")
+    if init_adapter_key:
+        add_event(session, job.id, f"Starts from the fine-tuned model {req.model} (base {base}); it is also the "
+                  "reference model")
+    per_step = (f"{resolved.batch_size} examples" if isinstance(resolved, hparams.ResolvedSupervised)
+                else f"{resolved.batch_size} prompts × {resolved.group_size} completions")
     add_event(session, job.id, "Dry run queued: sampling and grading, no training" if req.dry_run
-              else f"Job queued: {resolved.max_steps} steps of {resolved.batch_size} prompts × "
-                   f"{resolved.group_size} completions")
+              else f"Job queued: {resolved.max_steps} {kind} steps of {per_step}")
     session.flush()
     return job
 
