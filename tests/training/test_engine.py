@@ -50,6 +50,32 @@ def test_rows_that_end_early_stop_and_are_padded(model_cache):
     assert (ours.completion_ids[ours.completion_mask == 0] == loaded.pad_token_id).all()
 
 
+@pytest.mark.parametrize("sampled", [False, True])
+def test_token_hook_sees_every_kept_token_in_order_and_changes_nothing(model_cache, sampled):
+    """`on_tokens` (what chat streaming reads): each row's tokens, step by step, up to its EOS, through
+    compaction; a run with the hook is the run without it (seeded sampling: the same draws)."""
+    loaded, model, batch, images = _setup(model_cache, "qwen2-vl")
+    free = generate_rollouts(model, batch, images, do_sample=False, **_options(loaded))
+    eos = loaded.eos_token_ids + [int(free.completion_ids[0, 5])]  # greedy rows end at different steps
+    opts = _options(loaded, eos_token_ids=eos, group_size=3, do_sample=sampled, bucketed=True)
+    torch.manual_seed(3)
+    plain = engine.sample(model, batch, images, **opts)
+    seen: dict[int, list[int]] = {}
+
+    def hook(rows, tokens):
+        for r, t in zip(rows.tolist(), tokens.tolist(), strict=True):
+            seen.setdefault(r, []).append(t)
+
+    torch.manual_seed(3)
+    hooked = engine.sample(model, batch, images, on_tokens=hook, **opts)
+    assert torch.equal(hooked.completion_ids, plain.completion_ids) and hooked.texts == plain.texts
+    kept = [[t for t, k in zip(ids, keep, strict=True) if k] for ids, keep in
+            zip(plain.completion_ids.tolist(), plain.completion_mask.tolist(), strict=True)]
+    assert [seen[r] for r in range(len(kept))] == kept
+    if not sampled:
+        assert len({len(k) for k in kept}) > 1  # rows really ended at different steps (and were compacted)
+
+
 def test_seeded_sampling_is_reproducible_and_respects_suppression(model_cache):
     loaded, model, batch, images = _setup(model_cache, "qwen3-vl")
     runs = []
