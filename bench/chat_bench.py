@@ -6,7 +6,8 @@
 Starts the inference process as the embedded server does (its own data folder, adapters in a local
 object store), then times requests over its HTTP socket:
 - first-token latency: a `max_tokens=1` request (the whole request: HTTP, image preprocessing, prefill,
-  one token) — what a stream's first chunk would cost if the engine streamed;
+  one token) — about what a stream's first chunk costs (it can come a token later: a character split
+  across tokens waits for its last byte);
 - tokens/s: a `max_tokens=N` request's generated tokens over its wall time (prefill included), and the
   decode rate (N − 1) / (t_N − t_1);
 each for the base model on its first request (weights loaded), an adapter not yet cached (fetched from
