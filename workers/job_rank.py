@@ -11,7 +11,9 @@ says so and every rank leaves cleanly.
 Exit status: 0 when this rank's part ended as planned. Non-zero when it failed while the others may be
 waiting in a collective — torchrun then stops every rank. A failing rank other than 0 writes what
 failed (``{"code", "message"}``) to ``VRFT_RANK_NOTES/rank-<r>.json``: the agent fails the job with
-it, where a rank that simply died (no note) sends the job back to the queue to resume.
+it, where a rank that simply died (no note) sends the job back to the queue to resume. Rank 0 fails
+the job itself for every named failure; an unnamed error mid-training (a peer's death looks like a
+broken collective) it leaves to the agent, which knows whether a rank died.
 """
 
 from __future__ import annotations
@@ -40,12 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     world = distributed.init_from_env()
     with structlog.contextvars.bound_contextvars(job_id=job_id, rank=world.rank):
-        status = _main_rank(job_id, settings) if world.is_main else _other_rank(job_id, settings, world.rank)
+        if world.is_main:
+            status = _main_rank(job_id, settings, world.size)
+        else:
+            status = _other_rank(job_id, settings, world.rank)
     distributed.shutdown()
     return status
 
 
-def _main_rank(job_id: str, settings) -> int:
+def _main_rank(job_id: str, settings, world_size: int) -> int:
     from workers.training import distributed
 
     shared = False
@@ -55,7 +60,15 @@ def _main_rank(job_id: str, settings) -> int:
         shared = True
         distributed.broadcast({"train": True, "state_key": state_key})
 
-    outcome = run_claimed(job_id, os.environ["VRFT_WORKER_ID"], settings, ready=ready)
+    if world_size == 1:  # nobody to tell: the job runs exactly as under run_job
+        outcome = run_claimed(job_id, os.environ["VRFT_WORKER_ID"], settings)
+        log.info("job.ended", outcome=outcome)
+        return 0
+    try:
+        outcome = run_claimed(job_id, os.environ["VRFT_WORKER_ID"], settings, ready=ready)
+    except Exception:  # mid-training, unnamed: perhaps another rank died; the agent settles the job
+        log.error("rank.failed", exc_info=True)
+        return 1
     log.info("job.ended", outcome=outcome)
     if not shared:
         distributed.broadcast(NOTHING_TO_TRAIN)

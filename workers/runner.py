@@ -28,7 +28,7 @@ from app.db import now, session_scope
 from app.errors import ErrorCode, ServiceError
 from app.files.models import File
 from app.jobs import lifecycle
-from app.jobs.hyperparameters import ResolvedHyperparameters
+from app.jobs.hyperparameters import Resolved, ResolvedHyperparameters, read_resolved
 from app.jobs.metrics import finite
 from app.jobs.models import Job
 from app.jobs.resources import running_on
@@ -80,12 +80,28 @@ def run_claimed(job_id: str, worker_id: str, settings: Settings, *, ready=None) 
     """Everything after the claim, for a job ``worker_id`` holds: claimed by ``run_job``, or by the
     host agent for the job's rank 0. ``ready(state_key)`` is called once the job's inputs have passed
     their checks, just before training, with the checkpoint it resumes from (None: from scratch) — the
-    agent's other ranks start from that same state."""
+    agent's other ranks start from that same state.
+
+    With ``ready`` (other ranks train beside this one) an error nothing names, once training has
+    started, is raised rather than failing the job: a rank that went down shows up here as a broken
+    collective, and only the launcher knows whether one did (workers/agent.py re-queues the job, or
+    fails it with what the failing rank noted)."""
     lease = Lease(job_id, worker_id, settings.heartbeat_interval_s)
     workdir = Path(tempfile.mkdtemp(prefix=f"vrft-{job_id}-", dir=_scratch(settings)))
+    started = False
+
+    def start(state_key: str | None) -> None:
+        nonlocal started
+        started = True
+        if ready is not None:
+            ready(state_key)
+
     try:
-        return _run_claimed(job_id, worker_id, settings, workdir, lease, ready or (lambda _state_key: None))
+        return _run_claimed(job_id, worker_id, settings, workdir, lease, start)
     except Exception as exc:  # the last line of defence: never leave a job 'running'
+        if ready is not None and started and not isinstance(exc, (JobFailure, StorageUnavailable)) \
+                and classify(exc)[0] == JobErrorCode.INTERNAL:
+            raise
         code, message = failure_of(exc)
         _fail(job_id, worker_id, code, message)
         return f"failed:{code}"
@@ -97,16 +113,15 @@ def run_claimed(job_id: str, worker_id: str, settings: Settings, *, ready=None) 
 def follow(job_id: str, settings: Settings, state_key: str | None) -> None:
     """A rank other than 0 of a job on several devices: the trainer only, on the job's data and config
     and rank 0's resume state (``state_key``). No database writes: rank 0 reports for every rank."""
-    from workers.training.grpo import train
-
     store = get_store()
     workdir = Path(tempfile.mkdtemp(prefix=f"vrft-{job_id}-", dir=_scratch(settings)))
     try:
         job, hp, train_data, val_data, _ = _inputs(store, settings, job_id, with_checkpoint=False)
         resume_from = download_folder(store, state_key, workdir / "resume") if state_key else None
         config = job_config(job, hp, settings, workdir, resume_from)
+        train, grader = job_trainer(job)
         with trainer_errors():
-            train(config, train_data, val_data, job.method["reinforcement"]["grader"], None)
+            train(config, train_data, val_data, grader, None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -191,17 +206,37 @@ def load_examples(store, settings: Settings, file: File) -> list[dict]:
     return examples
 
 
-def job_config(job: Job, hp: ResolvedHyperparameters, settings: Settings, workdir: Path, resume_from: Path | None):
+def job_trainer(job: Job):
+    """The job method's training function (same signature for both) and the grader it scores with
+    (a supervised job's is optional: it only adds the task metric to evaluations)."""
+    kind = job.method["type"]
+    if kind == "supervised":
+        from workers.training.sft import train_sft as train
+    else:
+        from workers.training.grpo import train
+    return train, job.method[kind].get("grader")
+
+
+def job_config(job: Job, hp: Resolved, settings: Settings, workdir: Path, resume_from: Path | None):
+    """The job's TrainConfig; a job on an ft: model gets that model's adapter downloaded to start from."""
     from workers.train_config import train_config
 
-    location = catalog.base_models(settings).get(job.model)
+    location = catalog.base_models(settings).get(job.base)
     if location is None:
         raise JobFailure(JobErrorCode.MODEL_NOT_FOUND,
-                         f"Base model {job.model!r} is no longer configured on this worker.")
+                         f"Base model {job.base!r} is no longer configured on this worker.")
+    init_adapter = None
+    if job.init_adapter_key:
+        try:
+            init_adapter = download_folder(get_store(), job.init_adapter_key, workdir / "init")
+        except FileNotFoundError as exc:
+            raise JobFailure(JobErrorCode.MODEL_NOT_FOUND, f"The adapter of {job.model} is missing from storage; "
+                             "the job it came from can no longer be fine-tuned further.") from exc
     return train_config(
-        hp, model=job.model if location.startswith("builtin:") else location, seed=job.seed,
-        grader=job.method["reinforcement"]["grader"], model_cache_dir=str(settings.cache_dir / "models"),
-        output_dir=str(workdir / "out"), resume_from=str(resume_from) if resume_from else None)
+        hp, model=job.base if location.startswith("builtin:") else location, seed=job.seed,
+        grader=job.method[job.method["type"]].get("grader"), model_cache_dir=str(settings.cache_dir / "models"),
+        output_dir=str(workdir / "out"), resume_from=str(resume_from) if resume_from else None,
+        init_adapter=str(init_adapter) if init_adapter else None)
 
 
 def _model_folder(config, name: str) -> Path:
@@ -223,7 +258,7 @@ def _inputs(store, settings: Settings, job_id: str, *, with_checkpoint: bool = T
         val_file = session.get(File, job.validation_file_id) if job.validation_file_id else None
         ckpt = None if job.dry_run or not with_checkpoint else lifecycle.latest_checkpoint(session, job_id)
         session.expunge_all()
-    hp = ResolvedHyperparameters.model_validate(job.resolved_hyperparameters)
+    hp = read_resolved(job.method["type"], job.resolved_hyperparameters)
     train_data = load_examples(store, settings, train_file)
     val_data = load_examples(store, settings, val_file) if val_file else None
     return job, hp, train_data, val_data, ckpt
@@ -232,7 +267,7 @@ def _inputs(store, settings: Settings, job_id: str, *, with_checkpoint: bool = T
 def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path, lease: Lease, ready) -> str:
     store = get_store()
     job, hp, train_data, val_data, ckpt = _inputs(store, settings, job_id)
-    grader = job.method["reinforcement"]["grader"]
+    train, grader = job_trainer(job)
 
     resume_from = None
     if ckpt is not None:
@@ -245,13 +280,14 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
                       + (f" ({dropped} later step(s) that never reached a checkpoint are re-run)" if dropped else ""))
 
     config = job_config(job, hp, settings, workdir, resume_from)
-    _model_folder(config, job.model)  # a missing base model fails the job as model_not_found, before any work
+    _model_folder(config, job.base)  # a missing base model fails the job as model_not_found, before any work
     ready(ckpt.state_key if ckpt is not None else None)
 
     if job.dry_run:
         from workers.dry_run import dry_run
 
         with trainer_errors():
+            assert isinstance(hp, ResolvedHyperparameters) and grader is not None  # the API allows RFT dry runs only
             report = finite(dry_run(config, hp, train_data, grader, seed=job.seed, samples=job.dry_run_samples))
         with session_scope() as session:
             if lifecycle.finish(session, job_id, worker_id, JobStatus.SUCCEEDED, dry_run_report=report,
@@ -260,12 +296,11 @@ def _run_claimed(job_id: str, worker_id: str, settings: Settings, workdir: Path,
         return "dry-run"
 
     from workers.job_hooks import JobHooks
-    from workers.training.grpo import train
 
     hooks = JobHooks(
         job_id=job_id, project_id=job.project_id, worker_id=worker_id, lease=lease, store=store, settings=settings,
         examples={str(e["id"]): e for e in train_data}, total_steps=config.max_steps,
-        completions_per_step=config.prompts_per_step * config.group_size,
+        completions_per_step=config.prompts_per_step * config.group_size,  # GRPO's; SFT steps count their tokens
         grader=grader,
     )
     if resume_from is not None:  # count on from where the previous attempt got to
