@@ -27,6 +27,12 @@ function section(id, title, ...children) {
   return h("section", { class: "card", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
 }
 
+/** Devices the job asked for (resources.gpus) and, once it has logged a step, the ranks it trains on. */
+function devicesText(job, metrics) {
+  const last = metrics.filter((m) => m.world_size).at(-1);
+  return String((job.resources || {}).gpus || 1) + (last ? ` (world size ${last.world_size})` : "");
+}
+
 function kvList(obj) {
   const entries = Object.entries(obj || {});
   if (!entries.length) return h("p", { class: "sub" }, "—");
@@ -223,6 +229,7 @@ export function mountJob(root, jobId, ctx) {
       h("dt", {}, "Fine-tuned model"), h("dd", { class: "mono" }, job.fine_tuned_model || "—"),
       h("dt", {}, "Training file"), h("dd", { class: "mono" }, job.training_file || "—"),
       h("dt", {}, "Validation file"), h("dd", { class: "mono" }, job.validation_file || "—"),
+      h("dt", {}, "Devices"), h("dd", { "data-field": "devices" }, devicesText(job, state.metrics)),
       job.attempt > 1 ? [h("dt", {}, "Attempt"), h("dd", {}, String(job.attempt))] : null,
       job.dry_run ? [h("dt", {}, "Dry run"), h("dd", {}, "yes")] : null));
     if (changed("hp", hpRes)) replace(hp, kvList(hpRes));
@@ -308,6 +315,8 @@ export function mountJob(root, jobId, ctx) {
       fresh.reverse().forEach((ev) => { state.metricIds.add(ev.id); state.metrics.push(ev.data); });
       state.sigs.charts = "1";
       replace(charts, buildCharts(state.metrics, (job.method || {}).type));
+      const devices = summary.querySelector('[data-field="devices"]');
+      if (devices) devices.textContent = devicesText(job, state.metrics);
     }
     if (changed("events", events.map((e) => e.id))) renderEvents(events);
     if (changed("ckpts", [ckpts, job.status])) renderCheckpoints(ckpts);

@@ -57,6 +57,8 @@ def test_real_job_runs_to_success_live(api, training_file, open_tab, output_dir)
 
     row.get_by_role("link", name=job["id"]).click()
     expect(page.locator('[data-job-status="succeeded"]')).to_be_visible(timeout=15_000)
+    # devices asked for (resources.gpus) and the world size its steps ran with
+    expect(page.locator("[data-field=devices]")).to_have_text("1 (world size 1)", timeout=15_000)
 
     # one chart point per logged metrics step
     metrics = api.metrics(job["id"])
