@@ -6,6 +6,7 @@ import { mountJob } from "./job.js";
 import { mountFiles } from "./files.js";
 import { mountCreate } from "./create.js";
 import { mountPlayground } from "./playground.js";
+import { mountCompare } from "./compare.js";
 
 const $ = (sel) => document.querySelector(sel);
 const view = $("#view");
@@ -113,11 +114,11 @@ function route() {
   $("#signin").hidden = true;
   $("#nav").hidden = false;
   teardown();
-  const hash = location.hash.replace(/^#\/?/, "");
+  const [hash, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
   const parts = hash.split("/").filter(Boolean).map(decodeURIComponent);
   let section = parts[0] || "jobs";
   document.querySelectorAll("[data-nav]").forEach((a) => {
-    if (a.dataset.nav === section) a.setAttribute("aria-current", "page");
+    if (a.dataset.nav === (section === "compare" ? "jobs" : section)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
   replace(view);
@@ -126,6 +127,7 @@ function route() {
   else if (section === "files") mountFiles(view, parts[1] || null, ctx);
   else if (section === "create") mountCreate(view, ctx);
   else if (section === "playground") mountPlayground(view, parts[1] || null, ctx);
+  else if (section === "compare") mountCompare(view, new URLSearchParams(query), ctx);
   else {
     if (section !== "jobs") history.replaceState(null, "", "#/jobs");
     mountJobs(view, ctx);
