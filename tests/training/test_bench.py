@@ -36,3 +36,15 @@ def test_decode_bench_dry_run_checks_greedy_parity(tmp_path):
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
     report = json.loads(line[5:])
     assert report["identical"] is True and set(report["results"]) >= {"ours", "hf_generate"}
+
+
+@pytest.mark.slow
+def test_scaling_bench_dry_run_times_one_and_two_ranks(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "scaling.py"), "--preset", "tiny", "--dry",
+                           "--ranks", "1,2", "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("JSON ")]
+    report = json.loads(line[5:])
+    assert [r["world_size"] for r in report["results"]] == [1, 2]
+    assert all(r["steps_per_s"] > 0 for r in report["results"])
