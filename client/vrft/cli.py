@@ -126,7 +126,7 @@ def print_event(ev: JobEvent, as_json: bool) -> None:
         return
     message = ev.message or ""
     if ev.type == "metrics" and ev.data:
-        keys = ("step", "reward_mean", "reward_std", "kl", "loss")
+        keys = ("step", "reward_mean", "reward_std", "kl", "loss", "train_mean_token_accuracy")  # RFT; SFT
         summary = " ".join(f"{k}={_cell(ev.data[k])}" for k in keys if k in ev.data)
         message = f"{message} {summary}".strip()
     print(f"{_when(ev.created_at)}  {(ev.level or 'info'):<7} {message}", flush=True)
