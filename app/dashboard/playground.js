@@ -131,7 +131,11 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
     if (!row.image) status.textContent = "This row's image is not a data URL (an archive path?): upload the image instead.";
   }
 
-  async function loadRows(job) {
+  // A job picked while the last pick's lists are still loading (or the same job picked twice: the
+  // first load and the select's change event) must not get both loads' rows and checkpoints.
+  let picks = 0;
+
+  async function loadRows(job, pick) {
     state.rows = [];
     replace(rowSel, h("option", { value: "" }, "—"));
     const fileId = job.validation_file || job.training_file;
@@ -142,38 +146,45 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
     try {
       ({ text, truncated } = await fetchText(`/v1/files/${encodeURIComponent(fileId)}/content`, { signal }));
     } catch (err) {
-      if (err.name !== "AbortError") sourceInfo.textContent = `Could not read ${fileId}: ${errText(err)}`;
+      if (err.name !== "AbortError" && pick === picks) sourceInfo.textContent = `Could not read ${fileId}: ${errText(err)}`;
       return;
     }
+    if (pick !== picks) return;
     const lines = text.split("\n");
     if (truncated) lines.pop(); // the last line may be cut
+    const rows = [];
     for (const line of lines) {
-      if (state.rows.length >= MAX_ROWS) break;
+      if (rows.length >= MAX_ROWS) break;
       if (!line.trim()) continue;
-      try { state.rows.push(rowOf(JSON.parse(line))); } catch (_) {
+      try { rows.push(rowOf(JSON.parse(line))); } catch (_) {
         sourceInfo.textContent = `${fileId} is not JSONL (an archive or Parquet file): upload an image instead.`;
         return;
       }
     }
-    replace(rowSel, h("option", { value: "" }, "— pick a row —"), state.rows.map((r, i) =>
+    state.rows = rows;
+    replace(rowSel, h("option", { value: "" }, "— pick a row —"), rows.map((r, i) =>
       h("option", { value: i }, `row ${i + 1}: ${r.question.slice(0, 60)}${r.question.length > 60 ? "…" : ""}`)));
-    sourceInfo.textContent = `First ${state.rows.length} rows of the ${which} file ${fileId}.`;
+    sourceInfo.textContent = `First ${rows.length} rows of the ${which} file ${fileId}.`;
   }
 
   async function selectJob(id) {
+    const pick = ++picks;
     const job = state.jobs.find((j) => j.id === id);
     state.job = job || null;
     replace(answers);
     if (!job) { replace(modelSel); return; }
     if (location.hash !== `#/playground/${encodeURIComponent(id)}`) history.replaceState(null, "", `#/playground/${encodeURIComponent(id)}`);
-    replace(modelSel, h("option", { value: job.fine_tuned_model }, `final · ${job.fine_tuned_model}`));
-    const rowsLoad = loadRows(job);
+    const final = h("option", { value: job.fine_tuned_model }, `final · ${job.fine_tuned_model}`);
+    replace(modelSel, final);
+    const rowsLoad = loadRows(job, pick);
     try {
       const { data } = await request(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/checkpoints?limit=100`, { signal });
-      data.data.slice().sort((a, b) => b.step_number - a.step_number).forEach((c) => modelSel.appendChild(
-        h("option", { value: c.fine_tuned_model_checkpoint, "data-checkpoint": c.id }, `step ${c.step_number} · ${c.fine_tuned_model_checkpoint}`)));
+      if (pick === picks) {
+        replace(modelSel, final, data.data.slice().sort((a, b) => b.step_number - a.step_number).map((c) =>
+          h("option", { value: c.fine_tuned_model_checkpoint, "data-checkpoint": c.id }, `step ${c.step_number} · ${c.fine_tuned_model_checkpoint}`)));
+      }
     } catch (err) {
-      if (err.name !== "AbortError") status.textContent = `Could not list checkpoints: ${errText(err)}`;
+      if (err.name !== "AbortError" && pick === picks) status.textContent = `Could not list checkpoints: ${errText(err)}`;
     }
     await rowsLoad;
   }
