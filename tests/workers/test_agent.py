@@ -4,6 +4,7 @@ API on Postgres + SeaweedFS, the agent, torchrun ranks with gloo on CPU."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -137,6 +138,58 @@ def test_a_killed_rank_takes_the_job_down_and_it_resumes_without_repeating_steps
     assert any("Resuming from the checkpoint" in m for m in messages)
     assert sum("adapter uploaded" in m for m in messages) == 1
     wait_for(lambda: agent.host_row().busy == {}, timeout=30, what="the devices to be free again")
+
+
+# Run in the live server's environment (its database): an agent whose launch ended — torchrun exiting 1
+# after a rank failed — with or without a note from rank 1, the way workers/job_rank.py leaves one.
+SETTLE = """
+import json, subprocess, sys, tempfile
+from pathlib import Path
+from app.config import get_settings
+from app.db import session_scope
+from app.jobs import lifecycle
+from app.jobs.models import Job
+from workers.agent import Agent, Launch
+
+agent = Agent(["cpu:0", "cpu:1"], get_settings(), reconcile=False)
+out = []
+for job_id, note in json.loads(sys.argv[1]):
+    worker_id = agent.id + "/cpu:0,cpu:1"
+    with session_scope() as session:
+        assert lifecycle.claim(session, job_id, worker_id)
+    notes = Path(tempfile.mkdtemp())
+    if note:
+        (notes / "rank-1.json").write_text(json.dumps(note))
+    ranks = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    agent.running[job_id] = Launch(job_id, worker_id, ["cpu:0", "cpu:1"], ranks, notes)
+    free_while_running = agent.free
+    ranks.wait()
+    agent.reap()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        out.append([free_while_running, agent.free, notes.exists(), job.status, job.error_code, job.error_message])
+agent.stop()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_an_ended_launch_frees_its_devices_and_settles_its_job(client, celery_server):
+    """A rank's note (rank 1 writes no rows) fails the job with its code; no note — a rank died —
+    re-queues it; either way the launch's devices are free again."""
+    jobs = []
+    for note in ({"code": "grader_error", "message": "The grader failed: boom"}, None):
+        train = upload(client, jsonl(visual_rft_rows(2))).json()["id"]
+        jobs.append([client.post("/v1/fine_tuning/jobs", json=job_body(train)).json()["id"], note])  # no worker runs
+    proc = subprocess.run([sys.executable, "-c", SETTLE, json.dumps(jobs)], env=celery_server.env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    failed, requeued = json.loads(line[len("RESULT "):])
+    assert failed == [[], ["cpu:0", "cpu:1"], False, "failed", "grader_error", "The grader failed: boom"]
+    assert requeued[:5] == [[], ["cpu:0", "cpu:1"], False, "queued", None]
+    events = [e["message"] for e in client.get(f"/v1/fine_tuning/jobs/{jobs[1][0]}/events").json()["data"]]
+    assert any("A rank of the job on" in m and "exited with 1" in m and "re-queued" in m for m in events), events
+    client.post(f"/v1/fine_tuning/jobs/{jobs[1][0]}/cancel")
 
 
 def test_two_one_device_jobs_run_side_by_side(client, agent):
