@@ -49,6 +49,22 @@ def openai_rft_rows(n: int = 4) -> list[dict]:
     return rows
 
 
+ANSWERS = {"red": "R1", "green": "G22", "blue": "B333"}  # distinct lengths: a constant answer cannot pass
+
+
+def chat_rows(n: int = 6, size=(32, 32)) -> list[dict]:
+    """OpenAI supervised chat rows: a user turn with the image and a question, the answer to learn."""
+    names = list(COLOURS)
+    rows = []
+    for i in range(n):
+        name = names[i % len(names)]
+        image = {"type": "image_url", "image_url": {"url": data_url(png_bytes(COLOURS[name], size))}}
+        rows.append({"messages": [
+            {"role": "user", "content": [image, {"type": "text", "text": "Colour code?"}]},
+            {"role": "assistant", "content": ANSWERS[name]}], "solution": ANSWERS[name]})
+    return rows
+
+
 def jsonl(rows: list[dict]) -> bytes:
     return ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
 
@@ -59,6 +75,13 @@ CLASSIFICATION_GRADER = {"type": "visual_rft", "name": "visual_rft", "task": "cl
 def upload(client, content: bytes, filename: str = "train.jsonl", purpose: str = "fine-tune", headers=None):
     return client.post("/v1/files", files={"file": (filename, content, "application/octet-stream")},
                        data={"purpose": purpose}, headers=headers or {})
+
+
+def supervised_body(training_file: str, **overrides) -> dict:
+    body = {"model": "vrft/tiny-qwen2-vl", "training_file": training_file,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"max_steps": 2, "batch_size": 2}}}}
+    body.update(overrides)
+    return body
 
 
 def job_body(training_file: str, **overrides) -> dict:

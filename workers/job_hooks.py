@@ -21,12 +21,17 @@ from app.db import now, session_scope
 from app.graders import drawn_boxes
 from app.ids import new_id
 from app.jobs import lifecycle
-from app.jobs.metrics import StepMetrics, eval_event, finite, step_event
+from app.jobs.metrics import SftStepMetrics, StepMetrics, eval_event, finite, sft_step_event, step_event
 from workers.artifacts import upload_folder
+from workers.training.checkpoint import STATE_FILE, export_dir
 
 log = structlog.get_logger(__name__)
 
-STATE_FILES = ("trainer_state.pt",)
+STATE_FILES = (STATE_FILE,)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "not a number" if value is None else f"{value:.{digits}f}"
 
 
 def thumbnail(image_bytes: bytes, size: int = 160) -> tuple[str, list[int]]:
@@ -68,19 +73,24 @@ class JobHooks:
         return self.lease.lost
 
     # -- trainer hooks --------------------------------------------------------------------
-    def on_step(self, metrics: StepMetrics) -> None:
-        data = step_event(metrics, self.total_steps)
+    def on_step(self, metrics: StepMetrics | SftStepMetrics) -> None:
+        if "train_loss" in metrics:  # a supervised step: OpenAI's loss/accuracy names, no reward
+            data: dict[str, Any] = dict(sft_step_event(metrics, self.total_steps))  # type: ignore[arg-type]
+            self.trained_tokens += int(metrics["trained_tokens"])  # type: ignore[typeddict-item]
+            msg = f"Step {data['step']}/{self.total_steps}: loss " + _number(data["train_loss"], 4) \
+                + ", token accuracy " + _number(data["train_mean_token_accuracy"], 3)
+        else:
+            data = dict(step_event(metrics, self.total_steps))  # type: ignore[arg-type]
+            self.trained_tokens += round(metrics["completion_length_mean"] * self.completions_per_step)  # type: ignore[typeddict-item]
+            msg = f"Step {data['step']}/{self.total_steps}: reward " + _number(data["reward_mean"], 3)
+            if data["kl"] is not None:
+                msg += f", kl {data['kl']:.4f}"
         step = data["step"]
-        self.trained_tokens += round(metrics["completion_length_mean"] * self.completions_per_step)
         elapsed = time.monotonic() - self.started
         per_step = elapsed / max(step - self.progress.get("first_step", step - 1), 1)
         self.progress.setdefault("first_step", step - 1)
-        self.progress.update(step=step, latest_reward=data["reward_mean"],
+        self.progress.update(step=step, latest_reward=data.get("reward_mean"),
                              estimated_finish=now() + per_step * max(self.total_steps - step, 0))
-        msg = f"Step {step}/{self.total_steps}: reward " + (
-            f"{data['reward_mean']:.3f}" if data["reward_mean"] is not None else "not a number")
-        if data["kl"] is not None:
-            msg += f", kl {data['kl']:.4f}"
         with self._lock:
             self.pending_events.append({"message": msg, "type": "metrics", "data": data})
         if time.monotonic() - self.last_flush >= self.flush_s or step >= self.total_steps:
@@ -96,12 +106,13 @@ class JobHooks:
         if self.lost:  # the job is someone else's now (or cancelled): their checkpoints, not ours
             return
         base = f"{self.project_id}/{self.job_id}/step-{step}"
-        upload_folder(self.store, path, f"{base}/adapter.tar", exclude=STATE_FILES)
+        upload_folder(self.store, export_dir(path), f"{base}/adapter.tar", exclude=STATE_FILES)
         upload_folder(self.store, path, f"{base}/state.tar")
         # the row is written only once both objects are in storage: a listed checkpoint is usable.
         # ``metrics``: the step's StepMetrics (the final one also carries its evaluation under "eval"),
         # or just {"step"} for a pause before any step of this run
-        ckpt_metrics = {k: metrics[k] for k in ("reward_mean", "kl", "loss") if k in metrics}
+        ckpt_metrics = {k: metrics[k] for k in ("reward_mean", "kl", "loss", "train_loss", "train_mean_token_accuracy")
+                        if k in metrics}
         ckpt_metrics["step"] = step
         if metrics.get("eval"):
             ckpt_metrics.update(_valid(eval_event(step, metrics["eval"])))
@@ -116,8 +127,12 @@ class JobHooks:
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
         data = eval_event(step, metrics)
-        message = f"Validation at step {step}: reward {data['valid_reward_mean']:.3f}" if data["valid_reward_mean"] \
-            is not None else f"Validation at step {step}: reward not a number"
+        parts = []
+        if "valid_loss" in data:
+            parts.append("loss " + _number(data["valid_loss"], 4))
+        if "valid_reward_mean" in data:
+            parts.append("reward " + _number(data["valid_reward_mean"], 3))
+        message = f"Validation at step {step}: " + ", ".join(parts)
         if data.get("valid_metric") is not None:
             message += f", {data['valid_metric_name']} {data['valid_metric']:.3f}"
         with self._lock:

@@ -146,26 +146,24 @@ def _read_weight(message: dict, path: str, role: str, turn: dict, problems: list
 
 def _judge_chat(chat: list[dict], count: int, user_texts: list[str], unsuited: dict[str, Invalid]) -> None:
     """Which methods this chat can train: reinforcement answers the last user turn, supervised learns
-    the assistant's turns (the last message is the assistant's, and a turn to learn has text)."""
+    the assistant's turns (the last message is the assistant's, and a turn to learn has text). The
+    method the row's shape points at is judged first, so its reason leads when neither suits."""
     last = f"messages[{count - 1}]"
-    ends_with_answer = bool(chat) and chat[-1]["role"] == "assistant"
-    if ends_with_answer:
-        unsuited[REINFORCEMENT] = Invalid(Code.INVALID_FIELD, last, "ends with an assistant message; a "
-                                          "reinforcement row ends with the user's turn for the model to answer")
-    elif not any(t.strip() for t in user_texts):
-        unsuited[REINFORCEMENT] = Invalid(Code.MISSING_FIELD, "messages",
-                                          "the user message has no text part; the question goes there")
-    if not ends_with_answer:
+    if not chat or chat[-1]["role"] != "assistant":
+        if not any(t.strip() for t in user_texts):
+            unsuited[REINFORCEMENT] = Invalid(Code.MISSING_FIELD, "messages",
+                                              "the user message has no text part; the question goes there")
         unsuited[SUPERVISED] = Invalid(Code.MISSING_FIELD, "messages", "no assistant message at the end; a "
                                        "supervised row ends with the assistant's answer to learn")
         return
-    learned = [t for t in chat if t["role"] == "assistant" and t.get("weight", 1)]
-    if not learned:
+    if not any(t["role"] == "assistant" and t.get("weight", 1) for t in chat):
         unsuited[SUPERVISED] = Invalid(Code.INVALID_FIELD, "messages", "every assistant message has weight 0: "
                                        "nothing to learn")
     elif not "".join(p.get("text", "") for p in chat[-1]["content"]).strip():
         unsuited[SUPERVISED] = Invalid(Code.INVALID_FIELD, f"{last}.content",
                                        "the assistant's answer (the target) is empty")
+    unsuited[REINFORCEMENT] = Invalid(Code.INVALID_FIELD, last, "ends with an assistant message; a "
+                                      "reinforcement row ends with the user's turn for the model to answer")
 
 
 def _read_part(part, path, role, texts, images, problems, parts: list[dict]) -> None:

@@ -52,6 +52,8 @@ def report_summary(report: dict) -> str:
 
 
 def describe_problem(p: dict) -> str:
+    if p["message"].startswith(("line ", "field ")):  # a row problem's message names its place already
+        return p["message"]
     where = []
     if p.get("line") is not None:
         where.append(f"line {p['line']}")

@@ -29,7 +29,7 @@ def exact(samples, items):
 
 def config(cache, out, **changes) -> TrainConfig:
     base = dict(model="vrft/tiny-qwen2-vl", model_cache_dir=str(cache), output_dir=str(out), prompts_per_step=3,
-                max_steps=40, learning_rate=2e-2, lora_r=8, lora_alpha=16, lora_dropout=0.0, max_completion_tokens=8,
+                max_steps=40, learning_rate=1e-2, lora_r=8, lora_alpha=16, lora_dropout=0.0, max_completion_tokens=8,
                 seed=0, eval_before_training=True)
     return TrainConfig(**(base | changes))
 

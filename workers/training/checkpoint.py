@@ -95,6 +95,17 @@ def save_adapter(folder: Path, *, model, model_dir: Path, metrics: dict[str, Any
     return _atomic_dir(folder, write)
 
 
+# A run that started from a fine-tuned model (TrainConfig.init_adapter) keeps its own adapter at the
+# checkpoint's root (what resume loads) and the adapter to hand out, composed with the one it started
+# from so that it loads on the plain base model (lora.compose_adapters), in this subfolder.
+STANDALONE = "standalone"
+
+
+def export_dir(folder: Path) -> Path:
+    """The adapter of a checkpoint to publish: its standalone composition if it has one, else itself."""
+    return folder / STANDALONE if (folder / STANDALONE).is_dir() else folder
+
+
 def load_state(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / STATE_FILE
     if not path.is_file():

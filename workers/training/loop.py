@@ -21,11 +21,19 @@ import numpy as np
 import torch
 
 from workers.training import distributed
-from workers.training.checkpoint import checkpoint_dir, load_state, save_adapter, save_checkpoint, set_rng_state
+from workers.training.checkpoint import (
+    STANDALONE,
+    STATE_FILE,
+    checkpoint_dir,
+    load_state,
+    save_adapter,
+    save_checkpoint,
+    set_rng_state,
+)
 from workers.training.config import TrainConfig
 from workers.training.data import PromptOrder
 from workers.training.hooks import bind
-from workers.training.lora import attach_lora, load_lora, merge_adapter
+from workers.training.lora import attach_lora, compose_adapters, load_lora, merge_adapter
 from workers.training.model import LoadedModel, load_model
 
 
@@ -147,6 +155,8 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
                                scheduler=run.scheduler, step=step, cursor=cursor, metrics=metrics,
                                config=config.to_dict(),
                                extra={"elapsed_s": elapsed_before + time.perf_counter() - started})
+        if config.init_adapter:
+            compose_adapters(config.init_adapter, path, path / STANDALONE, skip=(STATE_FILE,))
         hooks.on_checkpoint(path, step, metrics)
         return path
 
@@ -192,8 +202,11 @@ def run_loop(run: Run, state: dict[str, Any] | None, train_data: Sequence[dict[s
         last_ckpt = checkpoint(final_metrics)
     adapter = Path(config.output_dir) / "adapter"
     if world.is_main:
-        save_adapter(adapter, model=run.model, model_dir=run.loaded.path, metrics=final_metrics,
+        own = Path(config.output_dir) / "adapter-own" if config.init_adapter else adapter
+        save_adapter(own, model=run.model, model_dir=run.loaded.path, metrics=final_metrics,
                      config=config.to_dict())
+        if config.init_adapter:  # publish one adapter that loads on the plain base model
+            compose_adapters(config.init_adapter, own, adapter)
     distributed.barrier()  # no rank leaves (and no launcher reports success) before the adapter is complete
     return TrainResult(adapter, step, history, stopped=None, checkpoint_dir=last_ckpt, eval_metrics=eval_metrics,
                        model=run.model)

@@ -75,6 +75,66 @@ def merge_adapter(model: torch.nn.Module, adapter_dir: str | Path) -> torch.nn.M
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False).merge_and_unload()
 
 
+def compose_adapters(first: str | Path, second: str | Path, out: str | Path, *, skip: tuple[str, ...] = ()) -> Path:
+    """One adapter equal to `first` merged into the base and `second` trained on top: the sum of their
+    weight deltas, as a single LoRA of rank r₁ + r₂ that loads on the plain base model.
+
+    A job that started from a fine-tuned model exports this, so its adapter stands alone wherever an
+    adapter is served (our chat, vLLM, peft) and can itself be the start of another job. Exact, not an
+    approximation: with scales sᵢ = αᵢ / rᵢ, ΔW = s₁B₁A₁ + s₂B₂A₂ = [s₁B₁ | s₂B₂] · [A₁; A₂], saved with
+    α = r so peft's scale is 1. A module only one adapter touches gets zeros in the other's rows.
+    `out` receives `second`'s other files (processor, metrics; not those named in `skip`) with the
+    composed weights and config.
+    """
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    first, second, out = Path(first), Path(second), Path(out)
+    configs = [json.loads((d / "adapter_config.json").read_text()) for d in (first, second)]
+    for config, where in zip(configs, (first, second), strict=True):
+        if config.get("use_dora") or config.get("use_rslora") or config.get("rank_pattern") \
+                or config.get("alpha_pattern"):
+            raise ValueError(f"{where}: only plain LoRA adapters (one rank and alpha) can be composed")
+    weights = [load_file(str(d / "adapter_model.safetensors")) for d in (first, second)]
+    ranks = [int(c["r"]) for c in configs]
+    scales = [float(c["lora_alpha"]) / r for c, r in zip(configs, ranks, strict=True)]
+    modules = sorted({k.removesuffix(".lora_A.weight") for w in weights for k in w if k.endswith(".lora_A.weight")})
+    composed: dict[str, torch.Tensor] = {}
+    for module in modules:
+        a_parts, b_parts = [], []
+        for w, r, scale in zip(weights, ranks, scales, strict=True):
+            a, b = w.get(f"{module}.lora_A.weight"), w.get(f"{module}.lora_B.weight")
+            if a is None:  # this adapter leaves the module alone: zero rows that change nothing
+                other = next(x for x in weights if f"{module}.lora_A.weight" in x)
+                ref_a, ref_b = other[f"{module}.lora_A.weight"], other[f"{module}.lora_B.weight"]
+                a, b, scale = ref_a.new_zeros(r, ref_a.shape[1]), ref_b.new_zeros(ref_b.shape[0], r), 0.0
+            a_parts.append(a.float())
+            b_parts.append(b.float() * scale)
+        dtype = next(w[f"{module}.lora_A.weight"].dtype for w in weights if f"{module}.lora_A.weight" in w)
+        composed[f"{module}.lora_A.weight"] = torch.cat(a_parts, dim=0).to(dtype).contiguous()
+        composed[f"{module}.lora_B.weight"] = torch.cat(b_parts, dim=1).to(dtype).contiguous()
+    targets = [c["target_modules"] for c in configs]
+    union = targets[1] if targets[0] == targets[1] else _union_targets(targets[0], targets[1])
+    config = {**configs[1], "r": sum(ranks), "lora_alpha": sum(ranks), "target_modules": union}
+    out.mkdir(parents=True, exist_ok=True)
+    for item in second.iterdir():
+        if item.is_file() and item.name not in ("adapter_config.json", "adapter_model.safetensors", *skip):
+            shutil.copy2(item, out / item.name)
+    save_file(composed, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def _union_targets(a, b) -> str | list[str]:
+    """peft target_modules matching what either adapter targets (lists merge; regexes alternate)."""
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(set(a) | set(b))
+    as_regex = [t if isinstance(t, str) else rf".*\.(?:{'|'.join(re.escape(n) for n in t)})$" for t in (a, b)]
+    return f"(?:{as_regex[0]})|(?:{as_regex[1]})"
+
+
 def enable_gradient_checkpointing(peft_model) -> None:
     """Checkpoint the decoder layers, in a way that works with a frozen base + LoRA.
 
