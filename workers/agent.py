@@ -129,8 +129,10 @@ class Agent:
             return False
         job_id, gpus = queued
         free = self.free
-        if gpus > len(free):
-            return False  # it waits for its devices; nothing behind it overtakes it
+        if gpus > len(free) or job_id in self.running:
+            # it waits for its devices, and nothing behind it overtakes it; or it is back in the queue
+            # (a lease lost to a database outage) while its old launch still runs: wait for that to end
+            return False
         devices = free[:gpus]
         worker_id = f"{self.id}/{','.join(devices)}"
         with session_scope() as session:
