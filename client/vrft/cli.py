@@ -242,7 +242,7 @@ def cmd_jobs_create(client: Client, args: argparse.Namespace) -> int:
     if args.spec:
         spec = _object(args.spec, "--spec")
         allowed = {"model", "training_file", "validation_file", "grader", "hyperparameters", "suffix", "seed",
-                   "metadata", "dry_run", "dry_run_samples", "method"}
+                   "metadata", "dry_run", "dry_run_samples", "method", "method_type"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise UsageError(f"--spec: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -266,11 +266,13 @@ def cmd_jobs_create(client: Client, args: argparse.Namespace) -> int:
         spec["metadata"] = meta
     if args.dry_run:
         spec["dry_run"] = True
+    if args.method is not None:
+        spec["method_type"] = args.method
     for required in ("model", "training_file"):
         if not spec.get(required):
             raise UsageError(f"jobs create needs --{required.replace('_', '-')} (or '{required}' in --spec)")
-    if not spec.get("grader") and not spec.get("method"):
-        raise UsageError("jobs create needs --grader (or 'grader' in --spec)")
+    if not spec.get("grader") and not spec.get("method") and spec.get("method_type") != "supervised":
+        raise UsageError("a reinforcement job needs --grader (or 'grader' in --spec); --method supervised needs none")
     spec["training_file"] = _maybe_upload(client, spec["training_file"], args.progress)
     spec["validation_file"] = _maybe_upload(client, spec.get("validation_file"), args.progress)
     job = client.jobs.create(**spec)
@@ -472,13 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     # jobs
     jobs = top.add_parser("jobs", help="fine-tuning jobs").add_subparsers(dest="cmd", metavar="ACTION", required=True)
-    p = add(jobs, "create", cmd_jobs_create, "create a reinforcement fine-tuning job")
+    p = add(jobs, "create", cmd_jobs_create, "create a fine-tuning job (reinforcement, or --method supervised)")
     p.add_argument("--spec", help="YAML/JSON file (or JSON text) with model, training_file, grader, "
                                   "hyperparameters, ...; flags override it")
-    p.add_argument("--model")
+    p.add_argument("--model", help="a base model, or an ft: model of this project to fine-tune further")
     p.add_argument("--training-file", help="file id, or a local path to upload first")
     p.add_argument("--validation-file", help="file id, or a local path to upload first")
-    p.add_argument("--grader", help="grader as JSON text or a JSON/YAML file")
+    p.add_argument("--method", choices=("reinforcement", "supervised"),
+                   help="training method (default reinforcement); a supervised job learns the files' answers")
+    p.add_argument("--grader", help="grader as JSON text or a JSON/YAML file (supervised: optional, scores "
+                                    "the validation file)")
     p.add_argument("--hyperparameters", help="hyperparameters as JSON text or a JSON/YAML file")
     p.add_argument("--suffix")
     p.add_argument("--seed", type=int)

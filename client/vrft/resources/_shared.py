@@ -29,14 +29,18 @@ def build_job_body(*, model: str, training_file: Any, grader: dict[str, Any] | N
                    hyperparameters: dict[str, Any] | None = None, suffix: str | None = None,
                    metadata: dict[str, Any] | None = None, seed: int | None = None, dry_run: bool = False,
                    dry_run_samples: int | None = None, method: dict[str, Any] | None = None,
-                   extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
+                   method_type: str = "reinforcement", extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The job request. ``method_type`` "reinforcement" needs a grader; "supervised" takes one only to
+    score the validation file at each evaluation. A full ``method`` overrides both."""
     if method is None:
-        if grader is None:
-            raise ValueError("jobs.create() needs a grader (or a full `method`).")
-        reinforcement: dict[str, Any] = {"grader": grader}
+        if method_type not in ("reinforcement", "supervised"):
+            raise ValueError(f"method_type must be 'reinforcement' or 'supervised', not {method_type!r}")
+        if grader is None and method_type == "reinforcement":
+            raise ValueError("a reinforcement job needs a grader (or a full `method`).")
+        block: dict[str, Any] = {"grader": grader} if grader is not None else {}
         if hyperparameters:
-            reinforcement["hyperparameters"] = hyperparameters
-        method = {"type": "reinforcement", "reinforcement": reinforcement}
+            block["hyperparameters"] = hyperparameters
+        method = {"type": method_type, method_type: block}
     body: dict[str, Any] = {"model": model, "training_file": file_id(training_file), "method": method}
     if validation_file is not None:
         body["validation_file"] = file_id(validation_file)
