@@ -48,5 +48,5 @@ RUN pip install -e ".[worker]" \
     && python -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(v != '${TORCH_VERSION}' and f'torch {torch.__version__} replaced the pinned ${TORCH_VERSION}')"
 
 USER vrft
-# One worker on whatever GPU(s) the container sees; `vrft-worker --gpus 0,1,2,3` for one per GPU.
+# One worker on whatever GPU(s) the container sees; `vrft-worker --gpus 0,1,2,3`: a host agent owning them.
 CMD ["vrft-worker"]
