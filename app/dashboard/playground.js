@@ -211,7 +211,8 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
   }
 
   async function grade(text, item) {
-    const grader = ((state.job.method || {}).reinforcement || {}).grader;
+    const method = state.job.method || {};  // a supervised job's grader is optional: unscored without one
+    const grader = (method[method.type] || {}).grader;
     if (!grader || !item) return null;
     const body = { grader, model_sample: text, item };
     if (state.size) body.image_size = state.size;
