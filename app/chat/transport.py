@@ -69,16 +69,26 @@ async def _over_http(url: str, request: dict[str, Any], timeout_s: float) -> dic
     return _from_worker(response.status_code, body)
 
 
-async def _over_redis(broker_url: str, request: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _redis(broker_url: str, settings: Settings):
     import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(broker_url, socket_connect_timeout=2,
+                                   socket_timeout=settings.inference_timeout_s + 5)
+
+
+async def _enqueue(client, request: dict[str, Any], settings: Settings) -> None:
+    """Queue the request for any inference worker, or a 503 when the queue is full (bounded wait)."""
+    if await client.llen(REQUESTS) >= settings.inference_queue_size:
+        raise _unavailable("Every inference worker is busy; retry shortly.")
+    await client.rpush(REQUESTS, json.dumps(request))
+
+
+async def _over_redis(broker_url: str, request: dict[str, Any], settings: Settings) -> dict[str, Any]:
     from redis.exceptions import RedisError
 
-    client = aioredis.Redis.from_url(broker_url, socket_connect_timeout=2,
-                                     socket_timeout=settings.inference_timeout_s + 5)
+    client = _redis(broker_url, settings)
     try:
-        if await client.llen(REQUESTS) >= settings.inference_queue_size:
-            raise _unavailable("Every inference worker is busy; retry shortly.")
-        await client.rpush(REQUESTS, json.dumps(request))
+        await _enqueue(client, request, settings)
         wait = max(1, int(round(request["deadline"] - time.time())))
         item = await client.blpop([REPLY_PREFIX + request["id"]], timeout=wait)
     except RedisError as exc:
@@ -138,15 +148,11 @@ async def _stream_http(url: str, request: dict[str, Any], timeout_s: float) -> A
 
 
 async def _stream_redis(broker_url: str, request: dict[str, Any], settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
 
-    client = aioredis.Redis.from_url(broker_url, socket_connect_timeout=2,
-                                     socket_timeout=settings.inference_timeout_s + 5)
+    client = _redis(broker_url, settings)
     try:
-        if await client.llen(REQUESTS) >= settings.inference_queue_size:
-            raise _unavailable("Every inference worker is busy; retry shortly.")
-        await client.rpush(REQUESTS, json.dumps(request))
+        await _enqueue(client, request, settings)
         while True:
             left = request["deadline"] - time.time()
             item = await client.blpop([REPLY_PREFIX + request["id"]], timeout=max(1, int(round(left)))) \
