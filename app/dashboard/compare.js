@@ -56,8 +56,11 @@ function firstToFinal(evals, name) {
   return `${fmtSig(first.metrics[name])} → ${fmtSig(final.metrics[name])}`;
 }
 
+/** A metric name that may wrap after its underscores (valid_mean_token_accuracy is wider than its values). */
+const breakable = (name) => name.split("_").flatMap((part, i) => (i ? ["_", h("wbr"), part] : [part]));
+
 function compareTable(entries, names) {
-  const headers = ["Job", "Method", "Model", "Status", "Steps", "Evaluations", ...names];
+  const headers = ["Job", "Method", "Model", "Status", "Steps", "Evals", ...names];
   const rows = entries.map(({ job, evals }) => {
     const p = job.progress || {};
     return h("tr", { "data-job-id": job.id },
@@ -67,13 +70,14 @@ function compareTable(entries, names) {
       td({ "data-label": "Model", class: "model" }, job.model),
       td({ "data-label": "Status" }, badge(job.status)),
       td({ "data-label": "Steps", class: "num" }, p.total_steps ? `${p.step || 0}/${p.total_steps}` : "—"),
-      td({ "data-label": "Evaluations", class: "num", "data-field": "evals" },
+      td({ "data-label": "Evals", class: "num", "data-field": "evals" },
         evals.length ? (evals.length > 1 ? `${evals[0].step} → ${evals.at(-1).step}` : String(evals[0].step)) : "—"),
       ...names.map((n) => td({ "data-label": n, class: "num", "data-metric": n }, firstToFinal(evals, n))));
   });
   return h("table", { class: "responsive compare-table" },
     h("caption", { class: "visually-hidden" }, "Validation metrics of each job: first evaluation → final"),
-    h("thead", {}, h("tr", {}, headers.map((t, i) => h("th", { scope: "col", class: i >= 6 ? "metric-col" : null }, t)))),
+    h("thead", {}, h("tr", {}, headers.map((t, i) => h("th", { scope: "col", class: i >= 6 ? "metric-col" : null },
+      i >= 6 ? breakable(t) : t)))),
     h("tbody", {}, rows));
 }
 

@@ -23,6 +23,9 @@ const ACTIONS = {
   },
 };
 
+/** The job's method.reinforcement or method.supervised block (grader, hyperparameters). */
+const methodBlock = (job) => ((job.method || {})[(job.method || {}).type] || {});
+
 function section(id, title, ...children) {
   return h("section", { class: "card", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
 }
@@ -144,6 +147,7 @@ export function mountJob(root, jobId, ctx) {
   const hp = h("div");
   const grader = h("div");
   const rolloutsBox = h("div", { class: "rollouts" });
+  const rolloutsSection = section("job-rollouts", "Rollout browser", rolloutsBox);
   const ckptBox = h("div");
   const eventsLog = h("ol", { class: "events-log", role: "log", "aria-label": "Job events, oldest to newest", tabindex: "0" });
 
@@ -152,7 +156,7 @@ export function mountJob(root, jobId, ctx) {
     head, actions, errorPanel,
     section("job-summary", "Status", summary),
     section("job-charts", "Training curves", charts),
-    section("job-rollouts", "Rollout browser", rolloutsBox),
+    rolloutsSection,
     h("div", { class: "two-col" },
       section("job-hyperparameters", "Hyperparameters", hp),
       section("job-grader", "Grader", grader)),
@@ -218,7 +222,7 @@ export function mountJob(root, jobId, ctx) {
     } else {
       errorPanel.hidden = true;
     }
-    const hpRes = job.resolved_hyperparameters || ((job.method || {}).reinforcement || {}).hyperparameters || job.hyperparameters;
+    const hpRes = job.resolved_hyperparameters || methodBlock(job).hyperparameters || job.hyperparameters;
     replace(summary, h("dl", { class: "kv summary-kv" },
       h("dt", {}, "Progress"), h("dd", {}, progressBar(job), h("span", { class: "sub eta" }, " ", etaText(job))),
       h("dt", {}, "Latest reward"), h("dd", { "data-field": "latest_reward" }, fmtNum(job.latest_reward)),
@@ -233,7 +237,8 @@ export function mountJob(root, jobId, ctx) {
       job.attempt > 1 ? [h("dt", {}, "Attempt"), h("dd", {}, String(job.attempt))] : null,
       job.dry_run ? [h("dt", {}, "Dry run"), h("dd", {}, "yes")] : null));
     if (changed("hp", hpRes)) replace(hp, kvList(hpRes));
-    const g = ((job.method || {}).reinforcement || {}).grader;
+    const g = methodBlock(job).grader ?? null;  // null, not undefined: "no grader" renders as "—" too
+    rolloutsSection.hidden = (job.method || {}).type === "supervised";  // SFT learns targets: it samples no rollouts
     if (changed("grader", g)) {
       replace(grader, g ? [h("p", {}, h("strong", {}, g.name || g.type), " ", h("span", { class: "sub" }, `(${g.type}${g.task ? `, ${g.task}` : ""})`)),
         h("pre", { class: "json", tabindex: "0", "aria-label": "Grader JSON" }, JSON.stringify(g, null, 2))] : h("p", { class: "sub" }, "—"));

@@ -152,15 +152,20 @@ def _sft_events(tmp_path) -> list[dict]:
 
 
 def test_a_supervised_jobs_page_charts_loss_and_token_accuracy(api, training_file, open_tab, output_dir, tmp_path):
-    """The browser's view of a job's metrics events is a supervised run's (page.route): the page draws its
-    loss and token accuracy and no reward, KL or completion-length charts."""
+    """The browser's view of a job and its metrics events is a supervised run's (page.route): the page draws
+    its loss and token accuracy and no reward, KL or completion-length charts, shows the grader of
+    method.supervised, and no rollout browser (SFT samples none)."""
     events = _sft_events(tmp_path)
     listing = {"object": "list", "has_more": False, "data": list(reversed(events))}
     job = api.create_job(training_file["id"], max_steps=20_000)
     api.http.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel")
+    grader = {"type": "visual_rft", "name": "sft-eval", "task": "classification"}
+    supervised = {**api.job(job["id"]), "method": {"type": "supervised", "supervised": {
+        "grader": grader, "hyperparameters": {"n_epochs": 1, "batch_size": 2}}}}
     tab = open_tab(DESKTOP)
     page = tab.page
     tab.sign_in(api.key)
+    page.route(f"**/v1/fine_tuning/jobs/{job['id']}", lambda route: route.fulfill(json=supervised))
     page.route(lambda url: f"/jobs/{job['id']}/events" in url and "type=metrics" in url,
                lambda route: route.fulfill(json=listing))
     page.goto(f"{tab.base_url}/#/jobs/{job['id']}")
@@ -177,5 +182,7 @@ def test_a_supervised_jobs_page_charts_loss_and_token_accuracy(api, training_fil
     for absent in ("reward", "kl", "completion_length", "zero_variance"):
         expect(page.locator(f'[data-chart="{absent}"]')).to_have_count(0)
     expect(page.locator("#job-charts .chart-empty")).to_have_count(0)  # no empty chart
+    expect(page.locator("#job-grader")).to_contain_text("sft-eval")
+    expect(page.locator("#job-rollouts")).to_be_hidden()
     page.locator("#job-charts").screenshot(path=str(output_dir / "dashboard-job-sft-charts-1280.png"))
     tab.assert_no_errors()
