@@ -1,5 +1,7 @@
-// Create-job page: data files (upload or pick), base model, grader (preset or JSON, validated live
-// by the server), hyperparameters with the values "auto" resolves to, a dry run and its report, launch.
+// Create-job page: the method (reinforcement or supervised), data files (upload or pick, each showing
+// the methods it suits), base model or a fine-tuned one, grader (preset or JSON, validated live by the
+// server; optional for a supervised job), hyperparameters with what "auto" resolves to, a dry run
+// (reinforcement only) and its report, launch.
 import { ApiError, request } from "./api.js";
 import { fmtDuration, fmtNum, h, replace, TERMINAL } from "./dom.js";
 
@@ -9,24 +11,46 @@ export const GRADER_PRESETS = {
   grounding: { type: "visual_rft", name: "visual_rft", task: "grounding" },
 };
 
+export const METHODS = {
+  reinforcement: { label: "Reinforcement", help: "GRPO: sample answers, score them with a grader, learn from the better ones." },
+  supervised: { label: "Supervised", help: "Learn the assistant's answers of a chat file; a grader may score the validation file." },
+};
+
 // The hyperparameters with a form field. Anything else goes in the "more" JSON box. `auto`: the
-// server resolves an empty field; otherwise an empty field takes the documented default.
+// server resolves an empty field; otherwise an empty field takes the documented default. `grpo`: a
+// reinforcement knob, which a supervised job refuses (hidden and never sent then).
 const HP_FIELDS = [
   { name: "n_epochs", kind: "int", auto: true },
-  { name: "batch_size", kind: "int", auto: true, help: "prompts per step" },
+  { name: "batch_size", kind: "int", auto: true, help: { reinforcement: "prompts per step", supervised: "examples per step" } },
   { name: "max_steps", kind: "int", auto: true },
   { name: "learning_rate_multiplier", kind: "float", auto: true },
   { name: "learning_rate", kind: "float", auto: true },
-  { name: "group_size", kind: "int", def: 8, help: "completions per prompt" },
-  { name: "max_completion_tokens", kind: "int", def: 256 },
-  { name: "temperature", kind: "float", def: 1.0 },
-  { name: "beta", kind: "float", def: 0.04, help: "KL weight" },
+  { name: "group_size", kind: "int", def: 8, help: "completions per prompt", grpo: true },
+  { name: "max_completion_tokens", kind: "int", def: 256, help: { reinforcement: "completion length", supervised: "graded answer length" } },
+  { name: "temperature", kind: "float", def: 1.0, grpo: true },
+  { name: "beta", kind: "float", def: 0.04, help: "KL weight", grpo: true },
   { name: "checkpoint_interval", kind: "int", auto: true },
   { name: "eval_interval", kind: "int", auto: true },
   { name: "eval_samples", kind: "int", auto: true },
   { name: "lora.r", kind: "int", def: 16 },
   { name: "lora.alpha", kind: "float", def: 32 },
 ];
+
+// What "auto" becomes, in words, per method. The rule itself is the server's
+// (app/jobs/hyperparameters.py) and so are the numbers: a dry run's resolved_hyperparameters fill the
+// column, and a created job shows its own. There is no endpoint that resolves without creating a job,
+// and a supervised job has no dry run, so its column keeps these words.
+const AUTO_RULES = {
+  n_epochs: { reinforcement: "~200 steps' worth (1–50)", supervised: "3, kept so rows × epochs is 100–25,000" },
+  batch_size: "min(16, rows)",
+  max_steps: "⌈rows / batch⌉ × epochs",
+  learning_rate_multiplier: "1",
+  learning_rate: { reinforcement: "5e-5 × multiplier", supervised: "1e-4 × multiplier" },
+  checkpoint_interval: "⌈max steps / 4⌉",
+  eval_interval: "the checkpoint interval",
+  eval_samples: "min(validation rows, 64)",
+};
+const perMethod = (v, method) => (v && typeof v === "object" ? v[method] : v);
 
 const errText = (err) => (err instanceof ApiError ? err.describe() : String(err && err.message || err));
 
@@ -124,6 +148,12 @@ export function mountCreate(root, ctx) {
   ctx.onCleanup(() => controller.abort());
   const signal = controller.signal;
 
+  let method = "reinforcement";
+  const supervised = () => method === "supervised";
+  const methodRadios = Object.entries(METHODS).map(([value, m]) => h("label", { class: "method-option", for: `create-method-${value}` },
+    h("input", { type: "radio", name: "create-method", id: `create-method-${value}`, value, checked: value === method }),
+    h("span", {}, h("strong", {}, m.label), h("span", { class: "sub" }, m.help))));
+
   const fileSelect = (id) => h("select", { id, name: id });
   const trainSel = fileSelect("create-training-file");
   const validSel = fileSelect("create-validation-file");
@@ -132,81 +162,136 @@ export function mountCreate(root, ctx) {
   const validUpload = uploadInput("create-validation-upload");
   const trainStatus = h("p", { class: "sub", role: "status", id: "create-training-status" });
   const validStatus = h("p", { class: "sub", role: "status", id: "create-validation-status" });
+  // a picked file that does not suit the chosen method (the server would refuse the job with a 422)
+  const trainSuits = h("div", { id: "create-training-suits", class: "suits", "aria-live": "polite", hidden: true });
+  const validSuits = h("div", { id: "create-validation-suits", class: "suits", "aria-live": "polite", hidden: true });
+  trainSel.setAttribute("aria-describedby", "create-training-suits");
+  validSel.setAttribute("aria-describedby", "create-validation-suits");
   const modelSel = h("select", { id: "create-model", name: "model" }, h("option", { value: "" }, "Loading models…"));
   const suffix = h("input", { type: "text", id: "create-suffix", maxlength: 64, placeholder: "optional, e.g. colours", spellcheck: "false" });
   const seed = h("input", { type: "text", id: "create-seed", inputmode: "numeric", placeholder: "random", spellcheck: "false" });
 
+  const graderTitle = h("h2", { id: "create-grader-title" }, "4 · Grader");
+  const graderIntro = h("p", { class: "sub", id: "create-grader-intro" });
+  const graderOn = h("input", { type: "checkbox", id: "create-grader-enabled", "aria-describedby": "create-grader-enabled-note" });
+  const graderOnNote = h("span", { class: "sub", id: "create-grader-enabled-note" });
+  const graderToggle = h("div", { class: "grader-toggle" },
+    h("label", { for: "create-grader-enabled" }, graderOn, " Score the validation file's greedy answers with a grader"), " ", graderOnNote);
   const presetSel = h("select", { id: "create-grader-preset" },
     Object.keys(GRADER_PRESETS).map((k) => h("option", { value: k }, `visual_rft · ${k}`)),
     h("option", { value: "custom" }, "custom (edit the JSON)"));
   const graderText = h("textarea", { id: "create-grader-json", rows: 9, spellcheck: "false", class: "mono",
     "aria-describedby": "create-grader-feedback" });
   const graderFeedback = h("div", { id: "create-grader-feedback", class: "grader-feedback", "aria-live": "polite" });
+  const graderEditor = h("div", { id: "create-grader-editor" },
+    h("div", { class: "field-grid" }, h("label", { for: "create-grader-preset" }, "Preset"), presetSel),
+    h("label", { for: "create-grader-json", class: "block-label" }, "Grader JSON (checked by the server as you type)"),
+    graderText, graderFeedback);
 
   const hpInputs = new Map();
   const resolvedCells = new Map();
+  const hpRowEls = new Map();
+  const hpHelp = new Map();
   const hpRows = HP_FIELDS.map((f) => {
     const input = h("input", { type: "text", id: fieldId(f.name), inputmode: "decimal", placeholder: f.auto ? "auto" : String(f.def),
       "data-hp": f.name, spellcheck: "false", autocomplete: "off" });
     hpInputs.set(f.name, input);
     const resolved = h("td", { class: "mono resolved", "data-resolved": f.name }, "—");
     resolvedCells.set(f.name, resolved);
-    return h("tr", {},
-      h("th", { scope: "row" }, h("label", { for: fieldId(f.name) }, h("code", {}, f.name)), f.help ? h("div", { class: "sub" }, f.help) : null),
+    const help = f.help ? h("div", { class: "sub" }) : null;
+    if (help) hpHelp.set(f.name, help);
+    const row = h("tr", { "data-hp-row": f.name },
+      h("th", { scope: "row" }, h("label", { for: fieldId(f.name) }, h("code", {}, f.name)), help),
       h("td", {}, input),
       resolved);
+    hpRowEls.set(f.name, row);
+    return row;
   });
-  const moreHp = h("textarea", { id: "create-more-hp", rows: 3, class: "mono", spellcheck: "false", placeholder: '{"loss_type": "dapo"}' });
+  const hpIntro = h("p", { class: "sub", id: "create-hp-intro" });
+  const moreHp = h("textarea", { id: "create-more-hp", rows: 3, class: "mono", spellcheck: "false" });
   const drySamples = h("input", { type: "text", id: "create-dry-samples", inputmode: "numeric", value: "8" });
   const formError = h("p", { class: "form-error", id: "create-error", role: "alert" });
-  const dryBtn = h("button", { type: "button", id: "create-dry-run" }, "Dry run");
+  const dryBtn = h("button", { type: "button", id: "create-dry-run", "aria-describedby": "create-dry-note" }, "Dry run");
+  const dryNote = h("span", { class: "sub", id: "create-dry-note" });
   const launchBtn = h("button", { type: "button", class: "primary", id: "create-launch" }, "Launch job");
-  const dryBox = h("div", { id: "create-dry-report" }, h("p", { class: "sub" },
-    "A dry run samples a few training rows, generates completions with the base model, grades them and times one step — without training."));
+  const dryIntro = h("p", { class: "sub" },
+    "A dry run samples a few training rows, generates completions with the base model, grades them and times one step — without training.");
+  const dryBox = h("div", { id: "create-dry-report" }, dryIntro);
 
   const card = (id, title, ...children) => h("section", { class: "card", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
   replace(root, h("section", { class: "page create-page", "aria-labelledby": "create-title" },
     h("div", { class: "page-head" }, h("h1", { id: "create-title" }, "New fine-tuning job")),
-    card("create-data", "1 · Data",
+    card("create-method", "1 · Method",
+      h("fieldset", { class: "method-choice" }, h("legend", { class: "visually-hidden" }, "Training method"), methodRadios)),
+    card("create-data", "2 · Data",
       h("div", { class: "field-grid" },
-        h("label", { for: "create-training-file" }, "Training file"), trainSel,
+        h("label", { for: "create-training-file" }, "Training file"), trainSel, trainSuits,
         h("label", { for: "create-training-upload" }, "…or upload one"), h("div", {}, trainUpload, trainStatus),
-        h("label", { for: "create-validation-file" }, "Validation file"), validSel,
+        h("label", { for: "create-validation-file" }, "Validation file"), validSel, validSuits,
         h("label", { for: "create-validation-upload" }, "…or upload one"), h("div", {}, validUpload, validStatus))),
-    card("create-model-card", "2 · Base model",
+    card("create-model-card", "3 · Base model",
       h("div", { class: "field-grid" },
-        h("label", { for: "create-model" }, "Model"), modelSel,
+        h("label", { for: "create-model" }, "Model"), h("div", {}, modelSel,
+          h("p", { class: "sub" }, "A base model, or start from a fine-tuned model of this project (a succeeded job's).")),
         h("label", { for: "create-suffix" }, "Suffix"), suffix,
         h("label", { for: "create-seed" }, "Seed"), seed)),
-    card("create-grader", "3 · Grader",
-      h("div", { class: "field-grid" }, h("label", { for: "create-grader-preset" }, "Preset"), presetSel),
-      h("label", { for: "create-grader-json", class: "block-label" }, "Grader JSON (checked by the server as you type)"),
-      graderText, graderFeedback),
-    card("create-hp", "4 · Hyperparameters",
-      h("p", { class: "sub" }, "Leave a field empty for its default or \"auto\"; the resolved column shows what the job will train with (filled by a dry run)."),
+    h("section", { class: "card", id: "create-grader", "aria-labelledby": "create-grader-title" },
+      graderTitle, graderIntro, graderToggle, graderEditor),
+    card("create-hp", "5 · Hyperparameters",
+      hpIntro,
       h("div", { class: "table-scroll" }, h("table", { class: "hp-table" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Hyperparameter"), h("th", { scope: "col" }, "Value"), h("th", { scope: "col" }, "Resolved"))),
         h("tbody", {}, hpRows))),
       h("label", { for: "create-more-hp", class: "block-label" }, "More hyperparameters (JSON object, merged in)"), moreHp),
-    card("create-run", "5 · Dry run and launch",
+    card("create-run", "6 · Dry run and launch",
       h("div", { class: "actions" },
-        h("label", { for: "create-dry-samples" }, "Rows to sample"), drySamples, dryBtn, launchBtn),
+        h("label", { for: "create-dry-samples" }, "Rows to sample"), drySamples, dryBtn, launchBtn, dryNote),
       formError, dryBox)));
 
-  // ---- data files ----
+  // ---- data files: each shows the methods it suits; a pick that does not suit the method is warned of ----
   let files = [];
+  const validations = new Map(); // file id → its /validation (for the line that rules a method out)
+  const methodsOf = (f) => f.methods || [];
   function fillFileSelects(selectTrain, selectValid) {
     const usable = files.filter((f) => f.status === "processed");
     const opts = (sel, chosen, allowNone) => {
       const current = chosen ?? sel.value;
       replace(sel,
         allowNone ? h("option", { value: "" }, "none") : (usable.length ? null : h("option", { value: "" }, "No processed files yet: upload one")),
-        usable.map((f) => h("option", { value: f.id, selected: f.id === current }, `${f.filename} · ${f.rows ?? "?"} rows · ${f.id}`)));
+        usable.map((f) => h("option", { value: f.id, selected: f.id === current, "data-methods": methodsOf(f).join(" ") },
+          `${f.filename} · ${f.rows ?? "?"} rows · ${methodsOf(f).join(" + ") || "no method"} · ${f.id}`)));
       if (current && usable.some((f) => f.id === current)) sel.value = current;
     };
     opts(trainSel, selectTrain, false);
     opts(validSel, selectValid, true);
+    syncFiles();
   }
+  async function showSuits(sel, box) {
+    const f = files.find((x) => x.id === sel.value);
+    if (!f || methodsOf(f).includes(method)) { replace(box); box.hidden = true; return; }
+    const want = method;
+    box.hidden = false;
+    // the server's reason names the line and field ("line 1: field 'messages': …")
+    const say = (why) => replace(box, h("p", { class: "warn-text", role: "note", "data-unsuited": want },
+      `⚠ This file does not suit a ${want} job${why ? `: ${why.message}` : "."} (It suits ${methodsOf(f).join(" and ") || "no method"}.)`));
+    say(null);
+    try {
+      if (!validations.has(f.id)) {
+        const { data } = await request(`/v1/files/${encodeURIComponent(f.id)}/validation`, { signal });
+        validations.set(f.id, data);
+      }
+      if (sel.value === f.id && method === want) say((validations.get(f.id).unsuited || {})[want] || null);
+    } catch (err) {
+      if (err.name !== "AbortError") console.warn(`validation of ${f.id}: ${errText(err)}`);
+    }
+  }
+  function syncFiles() {
+    showSuits(trainSel, trainSuits);
+    showSuits(validSel, validSuits);
+    syncGrader();
+  }
+  trainSel.addEventListener("change", syncFiles);
+  validSel.addEventListener("change", syncFiles);
   async function loadFiles(selectTrain, selectValid) {
     const { data } = await request("/v1/files?limit=100", { signal });
     files = data.data;
@@ -225,7 +310,7 @@ export function mountCreate(root, ctx) {
       if (data.status !== "processed") {
         status.textContent = `Uploaded ${data.filename} as ${data.id}; validation is still running (see Files).`;
       } else {
-        status.textContent = `Uploaded ${data.filename} as ${data.id} (${data.rows ?? "?"} rows).`;
+        status.textContent = `Uploaded ${data.filename} as ${data.id} (${data.rows ?? "?"} rows; suits ${methodsOf(data).join(" and ") || "no method"}).`;
       }
       await loadFiles(which === "train" ? data.id : undefined, which === "valid" ? data.id : undefined);
     } catch (err) {
@@ -241,12 +326,16 @@ export function mountCreate(root, ctx) {
   trainUpload.addEventListener("change", () => upload(trainUpload, trainStatus, "train"));
   validUpload.addEventListener("change", () => upload(validUpload, validStatus, "valid"));
 
-  // ---- models ----
+  // ---- models: the base models, then this project's fine-tuned ones (GET /v1/models lists both) ----
   async function loadModels() {
     const { data } = await request("/v1/models", { signal });
     const base = data.data.filter((m) => !m.fine_tuning_job);
-    replace(modelSel, base.map((m) => h("option", { value: m.id }, m.id)));
-    if (!base.length) replace(modelSel, h("option", { value: "" }, "No base models configured"));
+    const tuned = data.data.filter((m) => m.fine_tuning_job);
+    replace(modelSel,
+      base.length ? h("optgroup", { label: "Base models" }, base.map((m) => h("option", { value: m.id }, m.id)))
+        : h("option", { value: "" }, "No base models configured"),
+      tuned.length ? h("optgroup", { label: "Start from a fine-tuned model" },
+        tuned.map((m) => h("option", { value: m.id, "data-job": m.fine_tuning_job }, `${m.id} (${m.fine_tuning_job})`))) : null);
   }
 
   // ---- grader: preset or JSON, validated by the server as it is typed ----
@@ -293,8 +382,23 @@ export function mountCreate(root, ctx) {
     presetSel.value = preset ? preset[0] : "custom";
     scheduleValidate();
   });
+  // a supervised job's grader only scores the validation file: it is sent when one is picked and it is ticked
+  const sendsGrader = () => !supervised() || (Boolean(validSel.value) && graderOn.checked);
+  function syncGrader() {
+    const sft = supervised();
+    graderTitle.textContent = sft ? "4 · Grader (optional)" : "4 · Grader";
+    graderIntro.textContent = sft
+      ? "A supervised job learns from the assistant's answers; a grader only scores its greedy answers on the validation file at each evaluation."
+      : "Scores every sampled completion: the reward GRPO learns from.";
+    graderToggle.hidden = !sft;
+    graderOn.disabled = !validSel.value;
+    graderOnNote.textContent = validSel.value ? "" : "Pick a validation file first: the grader scores answers on it.";
+    graderEditor.hidden = !sendsGrader();
+  }
+  graderOn.addEventListener("change", syncGrader);
 
   // ---- the request body ----
+  const sent = (f) => !(f.grpo && supervised());
   function hyperparameters() {
     let hp = {};
     const more = moreHp.value.trim();
@@ -302,7 +406,7 @@ export function mountCreate(root, ctx) {
       try { hp = JSON.parse(more); } catch (err) { throw new Error(`More hyperparameters: not JSON (${err.message})`); }
       if (!hp || typeof hp !== "object" || Array.isArray(hp)) throw new Error("More hyperparameters: must be a JSON object");
     }
-    for (const f of HP_FIELDS) {
+    for (const f of HP_FIELDS.filter(sent)) {
       const input = hpInputs.get(f.name);
       let v;
       try { v = parseField(f, input.value); input.removeAttribute("aria-invalid"); } catch (err) { input.setAttribute("aria-invalid", "true"); input.focus(); throw err; }
@@ -316,10 +420,11 @@ export function mountCreate(root, ctx) {
   function body(dryRun) {
     if (!trainSel.value) throw new Error("Pick or upload a training file.");
     if (!modelSel.value) throw new Error("Pick a base model.");
-    let grader;
-    try { grader = JSON.parse(graderText.value); } catch (err) { throw new Error(`Grader: not JSON (${err.message})`); }
-    const b = { model: modelSel.value, training_file: trainSel.value,
-      method: { type: "reinforcement", reinforcement: { grader, hyperparameters: hyperparameters() } } };
+    const block = { hyperparameters: hyperparameters() };
+    if (sendsGrader()) {
+      try { block.grader = JSON.parse(graderText.value); } catch (err) { throw new Error(`Grader: not JSON (${err.message})`); }
+    }
+    const b = { model: modelSel.value, training_file: trainSel.value, method: { type: method, [method]: block } };
     if (validSel.value) b.validation_file = validSel.value;
     if (suffix.value.trim()) b.suffix = suffix.value.trim();
     if (seed.value.trim()) {
@@ -328,6 +433,7 @@ export function mountCreate(root, ctx) {
       b.seed = n;
     }
     if (dryRun) {
+      if (supervised()) throw new Error("A supervised job has no dry run.");
       b.dry_run = true;
       const n = Number(drySamples.value.trim() || "8");
       if (!Number.isInteger(n) || n < 1) throw new Error(`Rows to sample: "${drySamples.value}" is not a whole number ≥ 1`);
@@ -336,27 +442,35 @@ export function mountCreate(root, ctx) {
     return b;
   }
 
-  function showResolved(job) {
-    const res = job.resolved_hyperparameters || {};
+  // the resolved column: a dry run's values for the method it ran with, else each auto's rule in words
+  let lastDry = null;
+  function showResolved() {
+    const res = lastDry && lastDry.method && lastDry.method.type === method ? lastDry.resolved_hyperparameters || {} : null;
     for (const f of HP_FIELDS) {
       const cell = resolvedCells.get(f.name);
-      const v = getPath(res, f.name);
       const input = hpInputs.get(f.name).value.trim();
       const fromAuto = f.auto && (input === "" || input.toLowerCase() === "auto");
-      replace(cell, v === undefined ? "—" : fmtNum(v, 8), fromAuto && v !== undefined ? h("span", { class: "sub" }, " (auto)") : null);
+      const v = res ? getPath(res, f.name) : undefined;
+      if (v !== undefined) replace(cell, fmtNum(v, 8), fromAuto ? h("span", { class: "sub" }, " (auto)") : null);
+      else if (fromAuto && AUTO_RULES[f.name]) replace(cell, h("span", { class: "sub rule" }, perMethod(AUTO_RULES[f.name], method)));
+      else replace(cell, "—");
     }
   }
+  for (const input of hpInputs.values()) input.addEventListener("change", showResolved);
 
-  let dryPoller = null;
-  function busy(on) {
-    dryBtn.disabled = on;
-    launchBtn.disabled = on;
+  let dryPoller = null, dryRunning = false, creating = false;
+  function syncButtons() {
+    dryBtn.disabled = creating || dryRunning || supervised();
+    drySamples.disabled = supervised();
+    launchBtn.disabled = creating;
+    dryNote.textContent = supervised() ? "No dry run for a supervised job: it has no completions to sample and grade." : "";
   }
   async function create(dryRun) {
     formError.textContent = "";
     let b;
     try { b = body(dryRun); } catch (err) { formError.textContent = err.message; return null; }
-    busy(true);
+    creating = true;
+    syncButtons();
     try {
       const { data } = await request("/v1/fine_tuning/jobs", { method: "POST", body: b, signal });
       return data;
@@ -364,17 +478,40 @@ export function mountCreate(root, ctx) {
       if (err.name !== "AbortError") formError.textContent = `Could not create the job: ${errText(err)}${err.param ? ` (field ${err.param})` : ""}`;
       return null;
     } finally {
-      busy(false);
+      creating = false;
+      syncButtons();
     }
+  }
+
+  // ---- the method: what the form asks for and sends ----
+  function applyMethod() {
+    const sft = supervised();
+    for (const f of HP_FIELDS) {
+      hpRowEls.get(f.name).hidden = !sent(f);
+      if (hpHelp.has(f.name)) hpHelp.get(f.name).textContent = perMethod(f.help, method);
+    }
+    hpIntro.textContent = "Leave a field empty for its default or \"auto\"; the resolved column shows what the job will train with — "
+      + (sft ? "each auto's rule here (a supervised job has no dry run); the job shows the values once created."
+        : "each auto's rule until a dry run fills in the values.");
+    moreHp.placeholder = sft ? '{"gradient_accumulation_steps": 2}' : '{"loss_type": "dapo"}';
+    dryIntro.hidden = sft;
+    showResolved();
+    syncButtons();
+    syncFiles();
+  }
+  for (const radio of root.querySelectorAll('input[name="create-method"]')) {
+    radio.addEventListener("change", () => { if (radio.checked) { method = radio.value; applyMethod(); } });
   }
 
   dryBtn.addEventListener("click", async () => {
     const job = await create(true);
     if (!job) return;
-    showResolved(job);
+    lastDry = job;
+    showResolved();
     if (dryPoller) dryPoller.stop();
     replace(dryBox, h("p", { class: "sub", "data-dry-run-status": job.status }, `Dry run ${job.id} is ${job.status}…`));
-    dryBtn.disabled = true;
+    dryRunning = true;
+    syncButtons();
     dryPoller = ctx.startPoller(async () => {
       const { data, pollAfterMs } = await request(`/v1/fine_tuning/jobs/${encodeURIComponent(job.id)}`, { signal });
       if (!TERMINAL.has(data.status)) {
@@ -382,8 +519,10 @@ export function mountCreate(root, ctx) {
           data.queue_position ? ` (queue position ${data.queue_position})` : ""));
         return pollAfterMs;
       }
-      dryBtn.disabled = false;
-      showResolved(data);
+      dryRunning = false;
+      syncButtons();
+      lastDry = data;
+      showResolved();
       if (data.status === "succeeded" && data.dry_run_report) {
         replace(dryBox, h("h3", {}, "Dry run report ", h("a", { href: `#/jobs/${encodeURIComponent(data.id)}`, class: "sub mono" }, data.id)), dryRunReport(data));
       } else {
@@ -403,6 +542,7 @@ export function mountCreate(root, ctx) {
   });
 
   setPreset("classification");
+  applyMethod();
   Promise.all([loadFiles(), loadModels()]).catch((err) => {
     if (err.name !== "AbortError") formError.textContent = `Could not load files or models: ${errText(err)}`;
   });
