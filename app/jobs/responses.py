@@ -27,6 +27,10 @@ class JobProgress(_Open):
     total_steps: int | None = None
 
 
+class JobResources(_Open):
+    gpus: int  # devices the job runs on (resources.gpus at creation)
+
+
 class JobObject(_Open):
     id: str
     object: Literal["fine_tuning.job"]
@@ -56,6 +60,7 @@ class JobObject(_Open):
     dry_run: bool
     dry_run_report: dict[str, Any] | None = None
     resolved_hyperparameters: dict[str, Any] | None = None
+    resources: JobResources
 
 
 class JobList(_Open):
