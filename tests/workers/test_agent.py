@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.factories import job_body, jsonl, upload, visual_rft_rows
+from tests.factories import chat_rows, job_body, jsonl, supervised_body, upload, visual_rft_rows
 from tests.workers.conftest import metric_steps, wait_for, wait_status
 from tests.workers.test_pipeline import SIMILARITY, SLOW_GRADER, _adapter_tar
 
@@ -117,6 +117,17 @@ def test_a_two_device_job_succeeds_and_its_adapter_loads(client, agent, celery_s
         before = base(input_ids=ids).logits.clone()
         after = PeftModel.from_pretrained(base, tmp_path / "adapter")(input_ids=ids).logits
     assert not torch.allclose(before, after), "the two ranks' adapter must change the model's outputs"
+    wait_for(lambda: agent.host_row().busy == {}, timeout=30, what="the devices to be free again")
+
+
+def test_a_two_device_supervised_job_succeeds(client, agent):
+    train = upload(client, jsonl(chat_rows(4))).json()["id"]
+    r = client.post("/v1/fine_tuning/jobs", json=supervised_body(train) | {"resources": {"gpus": 2}})
+    assert r.status_code == 200, r.text
+    job = wait_status(client, r.json()["id"], ("succeeded", "failed"))
+    assert job["status"] == "succeeded", (job["error"], agent.log()[-3000:])
+    events = client.get(f"/v1/fine_tuning/jobs/{job['id']}/events?limit=1000&type=metrics").json()["data"]
+    assert sorted(e["data"]["step"] for e in events) == [1, 2] and all(e["data"]["world_size"] == 2 for e in events)
     wait_for(lambda: agent.host_row().busy == {}, timeout=30, what="the devices to be free again")
 
 
