@@ -204,7 +204,7 @@ def test_an_ended_launch_frees_its_devices_and_settles_its_job(client, celery_se
 
 
 def test_two_one_device_jobs_run_side_by_side(client, agent):
-    jobs = [_create(client, gpus=None, grader=SLOW_GRADER, max_steps=6).json()["id"] for _ in range(2)]
+    jobs = [_create(client, gpus=None, grader=SLOW_GRADER, max_steps=4).json()["id"] for _ in range(2)]
     third = _create(client, gpus=None, max_steps=1).json()["id"]
     # both devices busy at once, one job each: the agent runs them side by side
     busy = wait_for(lambda: (row := agent.host_row()) and len(row.busy) == 2 and row.busy, what="both devices busy")
