@@ -19,6 +19,7 @@ from app.errors import ErrorCode, ServiceError
 from app.jobs.models import WorkerHost
 
 MAX_GPUS = 64  # the most devices one job may ask for (the bound; what is on offer is checked against hosts)
+GONE_AFTER_S = 24 * 3600  # a killed agent's row (it never left) is dropped after a day, by any agent's beat
 PARAM = "resources.gpus"
 
 
@@ -62,6 +63,7 @@ def running_on(devices: list[str], host: str) -> str:
 # -- the registry, as the agents write it -----------------------------------------------------
 def beat(session: Session, agent_id: str, *, host: str, devices: list[str], busy: dict[str, str]) -> None:
     """Insert or refresh an agent's row (a row deleted meanwhile, say by an operator, comes back)."""
+    session.execute(sa.delete(WorkerHost).where(WorkerHost.last_seen < now() - GONE_AFTER_S))
     row = session.get(WorkerHost, agent_id)
     if row is None:
         session.add(WorkerHost(id=agent_id, host=host, devices=devices, busy=busy, started_at=now(), last_seen=now()))

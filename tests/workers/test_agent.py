@@ -278,3 +278,9 @@ def test_only_hosts_seen_recently_count_as_registered(db_session):
     resources.beat(db_session, "gone:1", host="gone", devices=["cuda:0", "cuda:1", "cuda:2", "cuda:3"], busy={})
     db_session.flush()
     assert resources.check(db_session, ask, batch_size=8, settings=settings) == 4, "a host that beats again counts"
+    db_session.add(WorkerHost(id="dead:3", host="dead", devices=["cuda:0"], busy={},
+                              last_seen=now() - resources.GONE_AFTER_S - 1))
+    db_session.flush()
+    resources.beat(db_session, "here:2", host="here", devices=["cuda:0", "cuda:1"], busy={})
+    db_session.flush()
+    assert db_session.get(WorkerHost, "dead:3") is None, "an agent that never left is forgotten after a day"
