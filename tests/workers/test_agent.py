@@ -284,3 +284,22 @@ def test_only_hosts_seen_recently_count_as_registered(db_session):
     resources.beat(db_session, "here:2", host="here", devices=["cuda:0", "cuda:1"], busy={})
     db_session.flush()
     assert db_session.get(WorkerHost, "dead:3") is None, "an agent that never left is forgotten after a day"
+
+
+def test_one_device_workers_leave_multi_device_jobs_to_the_agents(api_client, db_session):
+    """The embedded and Celery workers (run_job: one device) neither pick nor claim a 2-device job, and
+    the reconciler does not re-send it to the broker; an agent with two free devices can take it."""
+    from app.db import now
+    from app.jobs import lifecycle
+    from app.jobs.models import WorkerHost
+
+    db_session.add(WorkerHost(id="big:1", host="big", devices=["cuda:0", "cuda:1"], busy={}, last_seen=now()))
+    db_session.flush()
+    fid = upload(api_client, jsonl(visual_rft_rows(2))).json()["id"]
+    r = api_client.post("/v1/fine_tuning/jobs", json=job_body(fid) | {"resources": {"gpus": 2}})
+    assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    assert lifecycle.next_queued(db_session) != (job_id, 2)
+    assert job_id not in lifecycle.queued_jobs(db_session, enqueued_before=now() + 1)
+    assert not lifecycle.claim(db_session, job_id, "one-device-worker")
+    assert lifecycle.claim(db_session, job_id, "big:1/cuda:0,cuda:1", max_gpus=2)
