@@ -242,7 +242,7 @@ def cmd_jobs_create(client: Client, args: argparse.Namespace) -> int:
     if args.spec:
         spec = _object(args.spec, "--spec")
         allowed = {"model", "training_file", "validation_file", "grader", "hyperparameters", "suffix", "seed",
-                   "metadata", "dry_run", "dry_run_samples", "method", "method_type"}
+                   "metadata", "dry_run", "dry_run_samples", "method", "method_type", "gpus"}
         unknown = sorted(set(spec) - allowed)
         if unknown:
             raise UsageError(f"--spec: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -268,6 +268,8 @@ def cmd_jobs_create(client: Client, args: argparse.Namespace) -> int:
         spec["dry_run"] = True
     if args.method is not None:
         spec["method_type"] = args.method
+    if args.gpus is not None:
+        spec["gpus"] = args.gpus
     for required in ("model", "training_file"):
         if not spec.get(required):
             raise UsageError(f"jobs create needs --{required.replace('_', '-')} (or '{required}' in --spec)")
@@ -487,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparameters", help="hyperparameters as JSON text or a JSON/YAML file")
     p.add_argument("--suffix")
     p.add_argument("--seed", type=int)
+    p.add_argument("--gpus", type=int, help="devices to train on, data-parallel (resources.gpus; default 1)")
     p.add_argument("--metadata", action="append", metavar="KEY=VALUE")
     p.add_argument("--dry-run", action="store_true", help="sample and grade a few rollouts instead of training")
     p.add_argument("--wait", action="store_true", help="wait for the job to finish (exit code as `jobs wait`)")

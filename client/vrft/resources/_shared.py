@@ -29,7 +29,8 @@ def build_job_body(*, model: str, training_file: Any, grader: dict[str, Any] | N
                    hyperparameters: dict[str, Any] | None = None, suffix: str | None = None,
                    metadata: dict[str, Any] | None = None, seed: int | None = None, dry_run: bool = False,
                    dry_run_samples: int | None = None, method: dict[str, Any] | None = None,
-                   method_type: str = "reinforcement", extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
+                   method_type: str = "reinforcement", gpus: int | None = None,
+                   extra_body: dict[str, Any] | None = None) -> dict[str, Any]:
     """The job request. ``method_type`` "reinforcement" needs a grader; "supervised" takes one only to
     score the validation file at each evaluation. A full ``method`` overrides both."""
     if method is None:
@@ -50,6 +51,8 @@ def build_job_body(*, model: str, training_file: Any, grader: dict[str, Any] | N
         body["metadata"] = metadata
     if seed is not None:
         body["seed"] = seed
+    if gpus is not None:  # devices the job trains on, data-parallel (the server's default is 1)
+        body["resources"] = {"gpus": gpus}
     if dry_run:
         body["dry_run"] = True
         if dry_run_samples is not None:

@@ -179,15 +179,16 @@ class Jobs:
                validation_file: Any = None, hyperparameters: dict[str, Any] | None = None, suffix: str | None = None,
                metadata: dict[str, str] | None = None, seed: int | None = None, dry_run: bool = False,
                dry_run_samples: int | None = None, method: dict[str, Any] | None = None,
-               method_type: str = "reinforcement", extra_body: dict[str, Any] | None = None,
-               idempotency_key: str | None = None) -> FineTuningJob:
+               method_type: str = "reinforcement", gpus: int | None = None,
+               extra_body: dict[str, Any] | None = None, idempotency_key: str | None = None) -> FineTuningJob:
         """Create a fine-tuning job: ``method = {"type": method_type, method_type: {"grader": grader,
         "hyperparameters": hyperparameters}}`` (a supervised job's grader is optional: it scores the
-        validation file). ``model`` may be a base model or an ft: model of this project."""
+        validation file). ``model`` may be a base model or an ft: model of this project; ``gpus`` asks
+        for that many devices (``resources.gpus``)."""
         body = build_job_body(model=model, training_file=training_file, grader=grader,
                               validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
                               metadata=metadata, seed=seed, dry_run=dry_run, dry_run_samples=dry_run_samples,
-                              method=method, method_type=method_type, extra_body=extra_body)
+                              method=method, method_type=method_type, gpus=gpus, extra_body=extra_body)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._client.call("POST", JOBS, FineTuningJob, json=body, headers=headers)
 
@@ -348,11 +349,12 @@ class AsyncJobs:
                      suffix: str | None = None, metadata: dict[str, str] | None = None,
                      seed: int | None = None, dry_run: bool = False, dry_run_samples: int | None = None,
                      method: dict[str, Any] | None = None, method_type: str = "reinforcement",
-                     extra_body: dict[str, Any] | None = None, idempotency_key: str | None = None) -> FineTuningJob:
+                     gpus: int | None = None, extra_body: dict[str, Any] | None = None,
+                     idempotency_key: str | None = None) -> FineTuningJob:
         body = build_job_body(model=model, training_file=training_file, grader=grader,
                               validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix,
                               metadata=metadata, seed=seed, dry_run=dry_run, dry_run_samples=dry_run_samples,
-                              method=method, method_type=method_type, extra_body=extra_body)
+                              method=method, method_type=method_type, gpus=gpus, extra_body=extra_body)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return await self._client.call("POST", JOBS, FineTuningJob, json=body, headers=headers)
 
