@@ -42,18 +42,22 @@ def celery_server(database, s3_server):
 
 
 class Worker:
-    def __init__(self, env: dict, log_path: Path):
+    """``vrft-worker`` with ``args`` in its own process group (so a kill takes its children too)."""
+
+    def __init__(self, env: dict, log_path: Path, *args: str):
         self.log_path = log_path
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--loglevel", "WARNING"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers.cli", *args, "--loglevel", "WARNING"], env=env,
                                      stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
-    def kill(self, sig=signal.SIGKILL):
+    def kill(self, sig=signal.SIGKILL, *, group: bool = True, timeout: float = 30):
+        """``sig`` to the whole group (or, ``group=False``, to the worker alone, to let it stop its own
+        children), then SIGKILL to the group if it has not exited within ``timeout``."""
         try:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(self.proc.pid, sig) if group else self.proc.send_signal(sig)
         except ProcessLookupError:
             pass
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

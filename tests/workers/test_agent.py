@@ -16,30 +16,20 @@ import pytest
 import sqlalchemy as sa
 
 from tests.factories import chat_rows, job_body, jsonl, supervised_body, upload, visual_rft_rows
-from tests.workers.conftest import metric_steps, wait_for, wait_status
+from tests.workers.conftest import Worker, metric_steps, wait_for, wait_status
 from tests.workers.test_pipeline import SIMILARITY, SLOW_GRADER, _adapter_tar
 
 pytestmark = pytest.mark.slow
 
 
-class AgentProcess:
+class AgentProcess(Worker):
     def __init__(self, env: dict, log_path: Path, spec: str):
-        self.log_path = log_path
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "--gpus", spec, "--loglevel", "WARNING"],
-                                     env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        super().__init__(env, log_path, "--gpus", spec)
 
     def stop(self) -> None:
+        """SIGTERM to the agent alone: it stops its launches and leaves the registry itself."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+            self.kill(signal.SIGTERM, group=False, timeout=60)
 
 
 @pytest.fixture
