@@ -253,8 +253,9 @@ export function mountPlayground(root, jobIdFromHash, ctx) {
       try { item = JSON.parse(itemText.value); } catch (err) { status.textContent = `Reference fields: not JSON (${err.message})`; return; }
       if (!item || typeof item !== "object" || Array.isArray(item)) { status.textContent = "Reference fields: must be a JSON object"; return; }
     }
-    // Image first, then the question: the user turn as the trainer and its evaluation build it, so a
-    // validation row is asked exactly as the job asked it.
+    // Image first, then the question: a Visual-RFT row's user turn as the trainer and its evaluation
+    // build it, so such a row is asked exactly as the job asked it. (An OpenAI chat row trains on its
+    // own turns — system prompt, part order; the playground asks its image and question only.)
     const content = [{ type: "image_url", image_url: { url: state.image } }, { type: "text", text: q }];
     const models = { base: job.model, tuned: modelSel.value || job.fine_tuned_model };
     askBtn.disabled = true;

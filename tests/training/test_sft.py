@@ -99,3 +99,24 @@ def test_rft_from_an_sft_adapter_starts_at_the_sft_models_behaviour(model_cache,
     assert [s["output_text"] for s in rft_start["samples"]] == [s["output_text"] for s in sft_final["samples"]]
     assert rft_start["reward_mean"] == sft_final["reward_mean"] > 0.5
     assert rft.adapter_dir is not None
+
+
+def test_evaluation_prompts_keep_the_chats_own_turns(model_cache):
+    """A chat is evaluated on the conversation it was trained on (system prompt, earlier turns, part order),
+    cut before its last answer — not flattened into one [image, text] turn."""
+    from workers.training.rollout import chat_prompt
+    from workers.training.sft import generation_prompt
+
+    loaded = load_model("vrft/tiny-qwen2-vl", cache_dir=model_cache)
+    chat = {"id": "c", "images": [png((255, 0, 0))], "item": {"solution": "rd"}, "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Colour?"}, {"type": "image"}]},
+        {"role": "assistant", "content": "red", "weight": 0},
+        {"role": "user", "content": "Again, shorter?"},
+        {"role": "assistant", "content": "rd"}]}
+    prompt = generation_prompt(chat)
+    assert prompt is not None and prompt["messages"] == chat["messages"][:4] and prompt["item"] == {"solution": "rd"}
+    text = chat_prompt(loaded.processor, prompt)
+    assert text.index("Be brief.") < text.index("Colour?") < text.index("<|vision_start|>") < text.index("shorter")
+    assert text.endswith("<|im_start|>assistant\n") and "rd<|im_end|>" not in text
+    assert generation_prompt({**chat, "images": []}) is None  # no image to ask about

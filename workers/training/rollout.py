@@ -53,15 +53,18 @@ class Rollouts:
     texts: list[str]  # decoded completions (EOS and special tokens dropped)
 
 
-def chat_prompt(processor, prompt: str) -> str:
-    """The user turn with one image, through the model's chat template, ready for the answer."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+def chat_prompt(processor, example: dict[str, Any]) -> str:
+    """The conversation the model answers, through its chat template, ready for the answer: an OpenAI
+    chat row's own turns (system/developer prompts and the parts' order as the file has them — what
+    chat completions templates for the same messages), else one user turn of [image, text]."""
+    messages = example.get("messages") or [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": example["prompt"]}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def prepare_prompts(processor, examples: list[dict[str, Any]], device: torch.device) -> PromptBatch:
     images = [to_image(ex["image"]) for ex in examples]
-    texts = [chat_prompt(processor, ex["prompt"]) for ex in examples]
+    texts = [chat_prompt(processor, ex) for ex in examples]
     enc = processor(images=images, text=texts, return_tensors="pt", padding=True)
     patch = processor.image_processor.patch_size
     grid = enc["image_grid_thw"]

@@ -211,18 +211,23 @@ def validation_loss(model, processor, data: Sequence[dict[str, Any]], device: to
 
 
 def generation_prompt(example: dict[str, Any]) -> dict[str, Any] | None:
-    """The example as a GRPO-style prompt (one user turn, one image) for graded greedy answers; None if it is
-    not one."""
+    """The example as a prompt for a graded greedy answer: a chat's turns up to its last assistant message
+    (answered as the model learnt to answer them), with its one image; None for a chat with another
+    number of images or no user turn before that answer. A Visual-RFT row is its own prompt."""
     if "messages" not in example:
         return example
     messages, images = as_chat(example)
-    users = [m for m in messages if m.get("role") == "user"]
-    if len(users) != 1 or len(images) != 1:
+    answers = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
+    context = messages[:answers[-1]] if answers else messages
+    placeholders = sum(1 for m in context if isinstance(m.get("content"), list)
+                       for part in m["content"] if part.get("type") == "image")
+    if len(images) != 1 or placeholders != 1 or not context or context[-1].get("role") != "user":
         return None
-    content = users[0]["content"]
+    content = context[-1]["content"]
     text = content if isinstance(content, str) else \
         " ".join(p.get("text", "") for p in content if p.get("type") == "text")
-    return {"id": example.get("id", ""), "prompt": text, "image": images[0], "item": example.get("item") or {}}
+    return {"id": example.get("id", ""), "prompt": text, "messages": context, "image": images[0],
+            "item": example.get("item") or {}}
 
 
 def train_sft(config: TrainConfig, train_data: Sequence[dict[str, Any]],
