@@ -4,7 +4,9 @@
 2. a `visual_rft` **detection** job on the built-in tiny Qwen2-VL with a validation file: progress,
    checkpoints, adapter download, `PeftModel.from_pretrained`, base-vs-tuned validation metrics,
 3. a dry run, then a short job on a reward a random tiny model can earn, to show GRPO learning
-   (reward rising from chance, validation score before vs after) in well under a minute.
+   (reward rising from chance, validation score before vs after) in well under a minute,
+4. supervised fine-tuning on chat rows with per-image answers, then an RFT job started from that
+   SFT model (it begins where SFT ended), and the three jobs side by side (`vrft jobs compare`).
 
 The tiny model has random weights: job 2 exercises every part of the real path, but only job 3's
 numbers mean "it learned". On a real checkpoint (VRFT_BASE_MODELS) the same calls train for real.
@@ -118,8 +120,35 @@ def main() -> int:
     learning = base_vs_tuned(client, job.id)
     client.jobs.download_adapter(job.id, out / "colour-adapter", extract=True)
 
+    say("4. Supervised fine-tuning on chat rows, then RFT from the SFT model, compared")
+    answers = client.files.upload(write_jsonl(out / "answers.jsonl", synthetic.colour_answers(3)))
+    questions = client.files.upload(write_jsonl(out / "questions.jsonl", synthetic.colour_answers(3, questions=True)))
+    print(f"   answers: {answers.id} suits {answers.methods}; questions: {questions.id} suits {questions.methods}")
+    sft = client.jobs.create(
+        model=MODEL, training_file=answers.id, validation_file=answers.id, method_type="supervised",
+        grader=synthetic.EXACT_CODE_GRADER, suffix="sft", seed=0,
+        hyperparameters={"max_steps": 40, "batch_size": 3, "learning_rate": 1e-2, "max_completion_tokens": 8,
+                         "lora": {"r": 8, "alpha": 16, "dropout": 0.0}})
+    sft = client.jobs.wait(sft.id, progress=True)
+    losses = sorted((e.data["step"], e.data["train_loss"]) for e in client.jobs.events(sft.id)
+                    if e.type == "metrics" and e.data and "train_loss" in e.data)
+    print(f"   train_loss {losses[0][1]:.3f} at step {losses[0][0]} → {losses[-1][1]:.3f} at step {losses[-1][0]}")
+    base_vs_tuned(client, sft.id)
+    chained = client.jobs.create(
+        model=sft.fine_tuned_model, training_file=questions.id, validation_file=questions.id, suffix="sft-rft",
+        grader=synthetic.EXACT_CODE_GRADER, seed=0,
+        hyperparameters={"max_steps": 4, "batch_size": 3, "group_size": 4, "max_completion_tokens": 8})
+    print(f"   RFT from {sft.fine_tuned_model}")
+    chained = client.jobs.wait(chained.id, progress=True)
+    start = eval_points(client, chained.id)[0]
+    print(f"   its step-0 validation exact match {start['valid_rewards']['exact']:.2f} "
+          f"(the SFT model's final: {eval_points(client, sft.id)[-1]['valid_rewards']['exact']:.2f})")
+    from vrft.cli import main as cli
+
+    cli(["jobs", "compare", job.id, sft.id, chained.id])
+
     summary = {"detection_job": detection, "learning_job": learning, "rewards": rewards,
-               "seconds": round(time.time() - started, 1)}
+               "sft_job": sft.id, "sft_rft_job": chained.id, "seconds": round(time.time() - started, 1)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     say(f"Done in {summary['seconds']} s; summary in {out / 'summary.json'}. Dashboard: {client.base_url}/")
     tuned = learning.get("tuned", {}).get("valid_reward_mean", 0)

@@ -3,6 +3,9 @@
 - ``shapes_detection``: circles, squares and triangles on a light background; one query per
   (image, category) with the paper's detection prompt and 0–1000 boxes as the paper's `solution`.
 - ``colours``: solid red/green/blue images; the reference field ``label`` names the colour.
+- ``colour_answers``: the same images as supervised chat rows answered with a short per-colour code
+  (``answer`` also a reference field, for an exact-match grader); ``questions=True`` leaves the answer
+  out (reinforcement rows asking the same).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import random
 
 from PIL import Image, ImageDraw
 
-from vrft.datasets import detection_problem, detection_solution, visual_rft_record
+from vrft.datasets import detection_problem, detection_solution, supervised_record, visual_rft_record
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (210, 40, 40), "green": (40, 170, 70), "blue": (50, 70, 210)}
@@ -56,6 +59,27 @@ def colours(n: int, *, size: int = 32) -> list[dict]:
         rows.append(visual_rft_record(Image.new("RGB", (size, size), COLOURS[name]), COLOUR_QUESTION,
                                       f"<answer>{name}</answer>", label=name))
     return rows
+
+
+COLOUR_CODES = {"red": "R1", "green": "G22", "blue": "B333"}  # distinct lengths: a constant answer cannot score
+CODE_QUESTION = "Colour code?"
+
+
+def colour_answers(n: int, *, size: int = 32, questions: bool = False) -> list[dict]:
+    names = list(COLOURS)
+    rows = []
+    for i in range(n):
+        name = names[i % len(names)]
+        image, code = Image.new("RGB", (size, size), COLOURS[name]), COLOUR_CODES[name]
+        row = supervised_record(image, CODE_QUESTION, code, answer=code)
+        if questions:
+            row["messages"].pop()  # the same turn, left for the model to answer
+        rows.append(row)
+    return rows
+
+
+EXACT_CODE_GRADER = {"type": "string_check", "name": "exact", "operation": "eq",
+                     "input": "{{sample.output_text}}", "reference": "{{item.answer}}"}
 
 
 # A reward a random tiny model can sometimes earn, so the demo can show GRPO learning on a CPU in

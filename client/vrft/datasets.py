@@ -123,6 +123,17 @@ def openai_rft_record(image: ImageLike | None, prompt: str, **reference_fields: 
     return {"messages": [{"role": "user", "content": content}], **reference_fields}
 
 
+def supervised_record(image: ImageLike | None, prompt: str, target: str, **reference_fields: Any) -> dict[str, Any]:
+    """One OpenAI supervised row: a user message with the image and the text, then the assistant's
+    ``target`` answer; ``reference_fields`` stay top-level for a grader scoring evaluations."""
+    content: list[dict[str, Any]] = []
+    if image is not None:  # image first: the user turn as the trainer builds a Visual-RFT row's
+        content.append({"type": "image_url", "image_url": {"url": image_to_data_url(image)}})
+    content.append({"type": "text", "text": prompt})
+    return {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": target}],
+            **reference_fields}
+
+
 def to_openai_record(record: dict[str, Any]) -> dict[str, Any]:
     """Visual-RFT row → OpenAI-RFT row (``problem`` becomes the prompt; ``solution`` and every other
     field stay as reference fields)."""

@@ -51,6 +51,7 @@ class FileObject(VrftObject):
     expires_at: int | None = None
     format: str | None = None  # vrft: detected dataset format
     rows: int | None = None  # vrft: valid rows
+    methods: list[str] | None = None  # vrft: the method.type values the file can train with
 
 
 class FileDeleted(VrftObject):
