@@ -31,6 +31,19 @@ class JobResources(_Open):
     gpus: int  # devices the job runs on (resources.gpus at creation)
 
 
+class JobPlan(_Open):
+    """``POST /v1/fine_tuning/jobs/validate``: what a job with this body would train with."""
+
+    object: Literal["fine_tuning.job.plan"]
+    model: str
+    base_model: str
+    method: dict[str, Any]
+    resolved_hyperparameters: dict[str, Any]
+    total_steps: int | None = None
+    dry_run: bool
+    resources: dict[str, Any]
+
+
 class JobObject(_Open):
     id: str
     object: Literal["fine_tuning.job"]

@@ -22,7 +22,7 @@ from app.idempotency.service import body_hash, idempotent
 from app.jobs import rollouts, service
 from app.jobs.cache import job_cache
 from app.jobs.models import Job
-from app.jobs.responses import JobCheckpointList, JobEventList, JobList, JobObject, RolloutList
+from app.jobs.responses import JobCheckpointList, JobEventList, JobList, JobObject, JobPlan, RolloutList
 from app.jobs.schemas import JobCreate, checkpoint_object, event_object, job_object
 from app.jobs.status import TERMINAL, JobStatus
 from app.params import EVENT_ID_PATTERN, IDEMPOTENCY_KEY, INT32_MAX, cursor_query, id_path, limit_query, name_query
@@ -56,6 +56,21 @@ def create_job(req: JobCreate, response: Response, session: DbSession,
 
     return idempotent(session, project_id=project_id, key=idempotency_key,
                       request_hash=body_hash(req.model_dump()), create=create)
+
+
+@router.post("/validate", response_model=JobPlan, responses=error_responses(404))
+def validate_job(req: JobCreate, session: DbSession, project_id: str = Depends(current_project)):
+    """vrft: every check job creation makes, and what the job would train with (no "auto" left),
+    without creating it — the create-job page's live resolved values. Nothing is written: the job is
+    created inside a savepoint that is rolled back, so this answers exactly what creation would."""
+    savepoint = session.begin_nested()
+    try:
+        job = service.create_job(session, project_id=project_id, req=req, settings=get_settings())
+        return {"object": "fine_tuning.job.plan", "model": job.model, "base_model": job.base,
+                "method": job.method, "resolved_hyperparameters": job.resolved_hyperparameters,
+                "total_steps": job.total_steps, "dry_run": job.dry_run, "resources": {"gpus": job.gpus}}
+    finally:
+        savepoint.rollback()
 
 
 @router.get("", response_model=JobList)

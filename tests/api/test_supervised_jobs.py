@@ -151,3 +151,21 @@ def test_a_job_can_start_from_a_finished_ft_model_of_its_project_only(api_client
     theirs = _file(other_client, chat_rows(2))["id"]
     r = other_client.post("/v1/fine_tuning/jobs", json=supervised_body(theirs, model=name))
     assert r.status_code == 404 and r.json()["error"]["param"] == "model"  # another project's model
+
+
+def test_validate_answers_what_creation_would_and_writes_nothing(api_client):
+    fid = _file(api_client, chat_rows(4))["id"]
+    body = supervised_body(fid)
+    body["method"]["supervised"]["hyperparameters"] = {"batch_size": 2}
+    before = api_client.get("/v1/fine_tuning/jobs").json()["data"]
+    plan = api_client.post("/v1/fine_tuning/jobs/validate", json=body)
+    assert plan.status_code == 200, plan.text
+    got = plan.json()
+    assert got["object"] == "fine_tuning.job.plan" and got["base_model"] == "vrft/tiny-qwen2-vl"
+    assert got["resolved_hyperparameters"]["n_epochs"] == 25 and got["total_steps"] == 50  # 4 rows / 2 × 25
+    assert got["resources"] == {"gpus": 1}
+    assert api_client.get("/v1/fine_tuning/jobs").json()["data"] == before  # nothing was created
+    created = api_client.post("/v1/fine_tuning/jobs", json=body).json()
+    assert created["resolved_hyperparameters"] == got["resolved_hyperparameters"]
+    bad = api_client.post("/v1/fine_tuning/jobs/validate", json=job_body(fid))  # the same refusals as creation
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "file_unsuited_for_method"
