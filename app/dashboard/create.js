@@ -36,10 +36,10 @@ const HP_FIELDS = [
   { name: "lora.alpha", kind: "float", def: 32 },
 ];
 
-// What "auto" becomes, in words, per method. The rule itself is the server's
-// (app/jobs/hyperparameters.py) and so are the numbers: a dry run's resolved_hyperparameters fill the
-// column, and a created job shows its own. There is no endpoint that resolves without creating a job,
-// and a supervised job has no dry run, so its column keeps these words.
+// What "auto" becomes, in words, per method, until the server has answered. The rule and the numbers
+// are the server's (app/jobs/hyperparameters.py): POST /v1/fine_tuning/jobs/validate runs every check
+// creation makes and answers resolved_hyperparameters without creating a job, so the column shows the
+// exact values as the form changes (and the plan line shows the server's refusal, field named).
 const AUTO_RULES = {
   n_epochs: { reinforcement: "~200 steps' worth (1–50)", supervised: "3, kept so rows × epochs is 100–25,000" },
   batch_size: "min(16, rows)",
@@ -211,6 +211,7 @@ export function mountCreate(root, ctx) {
   const moreHp = h("textarea", { id: "create-more-hp", rows: 3, class: "mono", spellcheck: "false" });
   const drySamples = h("input", { type: "text", id: "create-dry-samples", inputmode: "numeric", value: "8" });
   const formError = h("p", { class: "form-error", id: "create-error", role: "alert" });
+  const planLine = h("p", { class: "sub plan", id: "create-plan", "aria-live": "polite" });
   const dryBtn = h("button", { type: "button", id: "create-dry-run", "aria-describedby": "create-dry-note" }, "Dry run");
   const dryNote = h("span", { class: "sub", id: "create-dry-note" });
   const launchBtn = h("button", { type: "button", class: "primary", id: "create-launch" }, "Launch job");
@@ -246,7 +247,7 @@ export function mountCreate(root, ctx) {
     card("create-run", "6 · Dry run and launch",
       h("div", { class: "actions" },
         h("label", { for: "create-dry-samples" }, "Rows to sample"), drySamples, dryBtn, launchBtn, dryNote),
-      formError, dryBox)));
+      planLine, formError, dryBox)));
 
   // ---- data files: each shows the methods it suits; a pick that does not suit the method is warned of ----
   let files = [];
@@ -285,10 +286,11 @@ export function mountCreate(root, ctx) {
       if (err.name !== "AbortError") console.warn(`validation of ${f.id}: ${errText(err)}`);
     }
   }
-  function syncFiles() {
+  function syncFiles() {  // (called once the page is set up: files load after it)
     showSuits(trainSel, trainSuits);
     showSuits(validSel, validSuits);
     syncGrader();
+    schedulePlan();  // a file picked by code (an upload, the first load) fires no change event
   }
   trainSel.addEventListener("change", syncFiles);
   validSel.addEventListener("change", syncFiles);
@@ -399,7 +401,8 @@ export function mountCreate(root, ctx) {
 
   // ---- the request body ----
   const sent = (f) => !(f.grpo && supervised());
-  function hyperparameters() {
+  // `quiet`: the live plan reads the form as the user types; only Launch / Dry run move the focus
+  function hyperparameters(quiet = false) {
     let hp = {};
     const more = moreHp.value.trim();
     if (more) {
@@ -409,7 +412,11 @@ export function mountCreate(root, ctx) {
     for (const f of HP_FIELDS.filter(sent)) {
       const input = hpInputs.get(f.name);
       let v;
-      try { v = parseField(f, input.value); input.removeAttribute("aria-invalid"); } catch (err) { input.setAttribute("aria-invalid", "true"); input.focus(); throw err; }
+      try { v = parseField(f, input.value); input.removeAttribute("aria-invalid"); } catch (err) {
+        input.setAttribute("aria-invalid", "true");
+        if (!quiet) input.focus();
+        throw err;
+      }
       if (v === undefined) continue;
       const [head, tail] = f.name.split(".");
       if (tail) hp[head] = { ...(hp[head] || {}), [tail]: v };
@@ -417,10 +424,10 @@ export function mountCreate(root, ctx) {
     }
     return hp;
   }
-  function body(dryRun) {
+  function body(dryRun, quiet = false) {
     if (!trainSel.value) throw new Error("Pick or upload a training file.");
     if (!modelSel.value) throw new Error("Pick a base model.");
-    const block = { hyperparameters: hyperparameters() };
+    const block = { hyperparameters: hyperparameters(quiet) };
     if (sendsGrader()) {
       try { block.grader = JSON.parse(graderText.value); } catch (err) { throw new Error(`Grader: not JSON (${err.message})`); }
     }
@@ -442,10 +449,45 @@ export function mountCreate(root, ctx) {
     return b;
   }
 
-  // the resolved column: a dry run's values for the method it ran with, else each auto's rule in words
-  let lastDry = null;
+  // the resolved column: the server's plan for the form as it stands (else a dry run's values for the
+  // method it ran with), else each auto's rule in words
+  let lastDry = null, lastPlan = null, planSeq = 0, planTimer = null;
+  async function refreshPlan() {
+    const seq = ++planSeq;
+    let b;
+    try { b = body(false, true); } catch (err) {  // the form's own complaint, shown without moving the focus
+      lastPlan = null;
+      planLine.setAttribute("data-plan-error", "form");
+      planLine.textContent = err.message;
+      showResolved();
+      return;
+    }
+    try {
+      const { data } = await request("/v1/fine_tuning/jobs/validate", { method: "POST", body: b, signal });
+      if (seq !== planSeq) return;  // a later edit's answer is the one to show
+      lastPlan = data;
+      planLine.removeAttribute("data-plan-error");
+      planLine.textContent = `The server accepts this job: ${data.total_steps} ${data.method.type} steps`
+        + (data.base_model !== data.model ? `, starting from ${data.model}` : "") + ".";
+    } catch (err) {
+      if (err.name === "AbortError" || seq !== planSeq) return;
+      lastPlan = null;
+      planLine.setAttribute("data-plan-error", err.param || "");
+      planLine.textContent = `The server would refuse this job: ${errText(err)}${err.param ? ` (field ${err.param})` : ""}`;
+    }
+    showResolved();
+  }
+  function schedulePlan() {
+    clearTimeout(planTimer);
+    planTimer = setTimeout(refreshPlan, 300);
+  }
+  ctx.onCleanup(() => clearTimeout(planTimer));
+  root.addEventListener("change", schedulePlan);
+  root.addEventListener("input", schedulePlan);
   function showResolved() {
-    const res = lastDry && lastDry.method && lastDry.method.type === method ? lastDry.resolved_hyperparameters || {} : null;
+    const fromServer = lastPlan && lastPlan.method.type === method ? lastPlan
+      : lastDry && lastDry.method && lastDry.method.type === method ? lastDry : null;
+    const res = fromServer ? fromServer.resolved_hyperparameters || {} : null;
     for (const f of HP_FIELDS) {
       const cell = resolvedCells.get(f.name);
       const input = hpInputs.get(f.name).value.trim();
@@ -490,9 +532,8 @@ export function mountCreate(root, ctx) {
       hpRowEls.get(f.name).hidden = !sent(f);
       if (hpHelp.has(f.name)) hpHelp.get(f.name).textContent = perMethod(f.help, method);
     }
-    hpIntro.textContent = "Leave a field empty for its default or \"auto\"; the resolved column shows what the job will train with — "
-      + (sft ? "each auto's rule here (a supervised job has no dry run); the job shows the values once created."
-        : "each auto's rule until a dry run fills in the values.");
+    hpIntro.textContent = "Leave a field empty for its default or \"auto\"; the resolved column shows what the job will train "
+      + "with, as the server resolves it for the form as it stands.";
     moreHp.placeholder = sft ? '{"gradient_accumulation_steps": 2}' : '{"loss_type": "dapo"}';
     dryIntro.hidden = sft;
     showResolved();

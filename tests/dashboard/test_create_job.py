@@ -197,7 +197,17 @@ def test_supervised_job_from_the_page_then_its_model_is_offered(api, training_fi
     page.get_by_label("Suffix").fill("sftui")
     for name, value in (("max_steps", "2"), ("batch_size", "2"), ("max_completion_tokens", "8")):
         page.locator(f'input[data-hp="{name}"]').fill(value)
+    # the server's plan for the form as it stands: exact resolved values, and its refusal before launch
+    plan = page.locator("#create-plan")
+    expect(plan).to_contain_text("The server accepts this job: 2 supervised steps")
+    expect(page.locator('[data-resolved="learning_rate"]')).to_contain_text("(auto)")
+    expected = api.http.post("/v1/fine_tuning/jobs/validate", json={
+        "model": "vrft/tiny-qwen2-vl", "training_file": chat["id"], "method": {"type": "supervised", "supervised": {
+            "hyperparameters": {"max_steps": 2, "batch_size": 2, "max_completion_tokens": 8}}}}).json()
+    expect(page.locator('[data-resolved="n_epochs"]')).to_contain_text(str(expected["resolved_hyperparameters"]["n_epochs"]))
     page.locator("#create-training-file").select_option(prompts["id"])  # the warning in the captures
+    expect(plan).to_contain_text("would refuse")
+    expect(plan).to_contain_text("field training_file")
     page.screenshot(path=str(output_dir / "dashboard-create-sft-1280.png"), full_page=True)
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)
