@@ -134,6 +134,59 @@ def test_adapters_are_fetched_once_and_evicted_least_recently_used(cache_dir, ad
     assert cache.adapter_loads == 3  # a came back from storage
 
 
+A, B = "proj/a/adapter.tar", "proj/b/adapter.tar"
+TEXT_ONLY = [{"role": "user", "content": "colour?"}]  # no image: decoded by generate, not the engine
+
+
+def test_requests_for_different_adapters_share_one_engine_call(cache_dir, adapters):
+    """Base, adapter a and adapter b requests decode in one call, each row through its own adapter,
+    with the answers each gets alone (greedy); a text-only request beside them keeps its adapter too."""
+    cache = _cache(cache_dir, adapters)
+    batcher = Batcher(cache, queue_size=16, max_batch=16)
+    asks = [_request((200, 0, 0), adapter_key=A, max_tokens=8), _request((0, 200, 0), max_tokens=8),
+            _request((0, 0, 200), adapter_key=B, max_tokens=8), _request((200, 0, 0), adapter_key=B, max_tokens=8),
+            _request((200, 0, 0), max_tokens=8), _request(adapter_key=A, max_tokens=8, messages=TEXT_ONLY)]
+    alone = [_answer(batcher, dict(r))["choices"][0]["text"] for r in asks]
+    assert len({alone[0], alone[3], alone[4]}) == 3, alone  # same image: a, b and the base answer differently
+    loads = cache.adapter_loads
+    futures = [batcher.submit(dict(r, id=f"mixed-{i}")) for i, r in enumerate(asks)]
+    _run_waiting(batcher)
+    assert batcher.calls[-1] == len(asks) and all(f.done() for f in futures)
+    assert [f.result()["choices"][0]["text"] for f in futures] == alone
+    assert cache.adapter_loads == loads  # warm: nothing fetched again
+    # the hooks are gone after the call: a plain adapter request still answers as before
+    assert _answer(batcher, dict(asks[0]))["choices"][0]["text"] == alone[0]
+
+
+def test_a_missing_adapter_fails_only_its_own_requests(cache_dir, adapters):
+    from workers.inference.models import AdapterMissing
+
+    batcher = Batcher(_cache(cache_dir, adapters), queue_size=8, max_batch=8)
+    base, tuned = _request(max_tokens=8), _request(adapter_key=A, max_tokens=8)
+    alone = [_answer(batcher, dict(r))["choices"][0]["text"] for r in (base, tuned)]
+    futures = [batcher.submit(dict(base)), batcher.submit(_request(adapter_key="proj/gone/adapter.tar", max_tokens=8)),
+               batcher.submit(dict(tuned))]
+    _run_waiting(batcher)
+    assert batcher.calls[-1] == 3
+    with pytest.raises(AdapterMissing):
+        futures[1].result()
+    assert [futures[0].result()["choices"][0]["text"], futures[2].result()["choices"][0]["text"]] == alone
+
+
+def test_a_call_holds_no_more_adapters_than_the_cache(cache_dir, adapters):
+    """With room for one adapter, a and b cannot both stay loaded for one call: b waits for the next
+    (the base needs no room and joins a's)."""
+    cache = _cache(cache_dir, adapters, size=1)
+    batcher = Batcher(cache, queue_size=8, max_batch=8)
+    futures = [batcher.submit(_request(adapter_key=A)), batcher.submit(_request(adapter_key=B)),
+               batcher.submit(_request())]
+    _run_waiting(batcher)
+    assert batcher.calls[-1] == 2 and futures[0].done() and futures[2].done() and not futures[1].done()
+    _run_waiting(batcher)
+    assert batcher.calls[-1] == 1 and futures[1].result()["choices"]
+    assert cache.cached_adapters(MODEL["name"]) == [adapter_name(B)]
+
+
 def test_missing_adapter_and_too_long_prompt_are_request_errors(cache_dir, adapters):
     from workers.inference.models import AdapterMissing
 

@@ -8,9 +8,12 @@ already checked by the API (app/chat/service.py builds them):
      "n", "max_tokens", "temperature", "top_p", "stop": [str], "seed": int | None, "deadline": unix s}
 
 One thread decodes (the accelerator does one thing at a time). It takes the oldest waiting request
-and every other waiting request that can share its engine call — same base, adapter, pixel bounds
-and sampling — up to `max_batch`, and decodes them together: the engine prefills each prompt once
-and decodes all rows in one loop. A seeded request decodes alone, so that its random stream is
+and every other waiting request that can share its engine call — same base, pixel bounds and
+sampling — up to `max_batch`, and decodes them together: the engine prefills each prompt once and
+decodes all rows in one loop. Requests for different adapters of that base (or for the base itself)
+share the call too, each row through its own adapter (workers/inference/routes.py), up to as many
+adapters as the cache holds; the CUDA-graph token step is kept for calls of one adapter (routing is
+decided in Python at each forward). A seeded request decodes alone, so that its random stream is
 its own and the same seed gives the same answer. A full queue refuses at once (`Busy`); a request
 whose deadline passed while it waited is dropped unanswered (the API has already answered 503).
 
@@ -21,6 +24,7 @@ final text (workers/inference/streams.py); all of them are queued before its fut
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -57,8 +61,8 @@ def _sampling(req: dict[str, Any]) -> Sampling:
 
 
 def batch_key(req: dict[str, Any]) -> tuple:
-    """Requests with equal keys can share one engine call."""
-    return (req["model"]["name"], req.get("adapter_key"), req["min_pixels"], req["max_pixels"], _sampling(req))
+    """Requests with equal keys can share one engine call (whatever adapters they ask for)."""
+    return (req["model"]["name"], req["min_pixels"], req["max_pixels"], _sampling(req))
 
 
 def _finish(text: str, hit_eos: bool, tokens: int, max_tokens: int, stop: list[str]) -> tuple[str, str]:
@@ -150,9 +154,16 @@ class Batcher:
         group, later = [first], []
         key = batch_key(first[0])
         alone = first[0].get("seed") is not None
+        adapters = {first[0].get("adapter_key")}
         for item in self._waiting():
-            joins = not alone and item[0].get("seed") is None and batch_key(item[0]) == key
-            (group if joins and len(group) < self.max_batch else later).append(item)
+            joins = (not alone and item[0].get("seed") is None and batch_key(item[0]) == key
+                     and len(group) < self.max_batch)
+            with_it = adapters | {item[0].get("adapter_key")}
+            if joins and len(with_it - {None}) <= self.models.adapter_cache_size:  # all stay loaded
+                adapters = with_it
+                group.append(item)
+            else:
+                later.append(item)
         # Set aside, not re-queued: a put could block on a queue that new arrivals filled meanwhile.
         self.held.extend(later)
         now = time.time()
@@ -196,21 +207,29 @@ class Batcher:
                 prompts[i] = prompt
             except RequestError as exc:
                 refused[i] = exc
+        keys = {r.get("adapter_key") for r, _ in group}
+        missing = self.models.load_adapters(name, location, sorted(k for k in keys if k is not None))
+        for i, (r, _) in enumerate(group):
+            if r.get("adapter_key") in missing:  # refused alone, like a too-long prompt
+                refused[i] = missing[r["adapter_key"]]
+                prompts.pop(i, None)
         sampling = _sampling(req0)
         streams = {i: _streams(loaded, r, getattr(f, "events", None)) for i, (r, f) in enumerate(group)}
-        with self.models.network(name, location, req0.get("adapter_key")) as net:
-            if req0.get("seed") is not None:  # seeded requests decode alone (see step)
-                torch.manual_seed(int(req0["seed"]))
-            on_engine = [i for i, p in prompts.items() if uses_engine(p)]
-            decoded: dict[int, Decoded] = {}
-            if on_engine:
-                rows = RowStreams([s for i in on_engine for s in (streams[i] or [None] * sampling.n)])
+        if req0.get("seed") is not None:  # seeded requests decode alone (see step)
+            torch.manual_seed(int(req0["seed"]))
+        decoded: dict[int, Decoded] = {}
+        on_engine = [i for i, p in prompts.items() if uses_engine(p)]
+        if on_engine:
+            rows = RowStreams([s for i in on_engine for s in (streams[i] or [None] * sampling.n)])
+            with self._engine_network(name, location, [group[i][0].get("adapter_key") for i in on_engine]) as (
+                    net, routes):
                 for i, d in zip(on_engine, decode_with_engine(net, loaded, processor, [prompts[i] for i in on_engine],
-                                                              sampling, rows or None), strict=True):
+                                                              sampling, rows or None, routes), strict=True):
                     decoded[i] = d
-            for i, p in prompts.items():
-                if i not in decoded:
-                    own = streams[i]
+        for i, p in prompts.items():
+            if i not in decoded:  # no image or several: HF generate, one prompt (and its adapter) at a time
+                own = streams[i]
+                with self.models.network(name, location, group[i][0].get("adapter_key")) as net:
                     decoded[i] = decode_with_generate(net, loaded, processor, p, sampling,
                                                       RowStreams(list(own)) if own else None)
         results: list[dict[str, Any] | Exception] = []
@@ -223,6 +242,18 @@ class Batcher:
                 stream.finish(choice["text"])  # what was held back (a possible stop string's start)
             results.append(result)
         return results
+
+
+    @contextlib.contextmanager
+    def _engine_network(self, name: str, location: str, adapter_keys: list[str | None]):
+        """(network, routes) for one engine call: one adapter (or the base) switched on, or, when the
+        prompts ask for several, the rows routed to theirs."""
+        if len(set(adapter_keys)) == 1:
+            with self.models.network(name, location, adapter_keys[0]) as net:
+                yield net, None
+        else:
+            with self.models.routed(name, location, adapter_keys) as routed:
+                yield routed
 
 
 def _context_length(model) -> int:

@@ -15,6 +15,7 @@ What the engine would need to take these too: `ImageInputs.for_rows` mapping eac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -78,12 +79,15 @@ def _split(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, texts: li
 
 
 def decode_with_engine(model, loaded: LoadedModel, processor, prompts: list[ChatPrompt],
-                       sampling: Sampling, streams: RowStreams | None = None) -> list[Decoded]:
+                       sampling: Sampling, streams: RowStreams | None = None,
+                       routes: Callable[[torch.Tensor], None] | None = None) -> list[Decoded]:
     """Prompts with one image each, decoded together in one engine call (prefill once per prompt).
-    `streams`: row b·n + j (prompt b's completion j) gets its tokens as they are decoded."""
+    `streams`: row b·n + j (prompt b's completion j) gets its tokens as they are decoded. `routes`: the
+    engine's `before_forward`, for prompts that ask for different adapters (workers/inference/routes.py)."""
     batch = prompt_batch(processor, prompts, next(model.parameters()).device)
     rollouts = engine.sample(model, batch, image_features(model, batch), group_size=sampling.n,
-                             on_tokens=streams.on_tokens if streams else None, **_options(loaded, sampling))
+                             on_tokens=streams.on_tokens if streams else None, before_forward=routes,
+                             **_options(loaded, sampling))
     prompt_tokens = batch.attention_mask.sum(dim=1).long().tolist()
     return _split(loaded, rollouts.completion_ids, rollouts.completion_mask, rollouts.texts, prompt_tokens,
                   sampling.n)

@@ -6,7 +6,8 @@ request should not. Every adapter of that base lives *inside one* peft model as 
 base answers with the adapters switched off (`disable_adapter`) — the same network evaluation
 uses for "base vs tuned". Adapters are fetched from object storage once, unpacked under
 `<cache>/inference-adapters/`, and at most `adapter_cache_size` stay loaded; the least recently
-used one is dropped (from memory and disk) when another is needed.
+used one is dropped (from memory and disk) when another is needed. Requests for different adapters
+of one base can decode in one batch (`routed`, workers/inference/routes.py).
 
 Processors are per pixel bounds: a tuned model is asked with the `min_pixels`/`max_pixels` its job
 trained with, so its images are resized as in training and evaluation.
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import structlog
 
+from workers.inference.routes import BASE, AdapterRoutes
 from workers.training.model import LoadedModel, load_model
 from workers.training.processor import load_processor
 from workers.training.tiny import resolve_model
@@ -93,6 +95,28 @@ class ModelCache:
             return
         self._activate(base, adapter_key)
         yield base.peft
+
+    def load_adapters(self, name: str, location: str, keys: list[str]) -> dict[str, AdapterMissing]:
+        """Make sure each adapter is loaded (fetched on first use; most recently used afterwards, so a
+        batch of at most `adapter_cache_size` of them evicts none of its own) → the keys not in storage."""
+        base = self._base(name, location)
+        missing: dict[str, AdapterMissing] = {}
+        for key in keys:
+            try:
+                self._activate(base, key)
+            except AdapterMissing as exc:
+                missing[key] = exc
+        return missing
+
+    @contextlib.contextmanager
+    def routed(self, name: str, location: str, adapter_keys: list[str | None]):
+        """The base's peft model with each row routed to its prompt's adapter (`adapter_keys[b]`, None for
+        the base) → (network, routes to pass the engine as `before_forward`). The adapters must be loaded
+        (`load_adapters`)."""
+        base = self._base(name, location)
+        names = [BASE if key is None else adapter_name(key) for key in adapter_keys]
+        with AdapterRoutes(base.peft, names) as routes:
+            yield base.peft, routes
 
     def _activate(self, base: _Base, key: str) -> None:
         name = adapter_name(key)

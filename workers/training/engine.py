@@ -204,14 +204,19 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
            do_sample: bool = True, suppressed_token_ids: list[int] | None = None,
            cuda_graphs: bool = True, bucketed: bool | None = None,
            generators: list[torch.Generator] | None = None,
-           on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> Rollouts:
+           on_tokens: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+           before_forward: Callable[[torch.Tensor], None] | None = None) -> Rollouts:
     """`group_size` completions per prompt (greedy when do_sample=False) → `Rollouts`, like `generate_rollouts`.
 
     `bucketed`: compact finished rows to power-of-two buckets (default: when CUDA graphs are used; settable
     so that the bucket bookkeeping is tested on CPU too). `generators`: one random stream per prompt
     (see `process_logits`); None draws from torch's global generator. `on_tokens(rows, tokens)`: called
     after each token step with the rows (of the N = B × G) that were still decoding and the token each
-    emitted (an EOS included), so a caller can stream text as it is decoded; it only reads them."""
+    emitted (an EOS included), so a caller can stream text as it is decoded; it only reads them.
+    `before_forward(prompt_of_row)`: called before every model forward (the prefill, each token step) with
+    the prompt of each row of that forward's batch, so a caller can route rows to their own weights (the
+    inference worker's mixed-adapter batches). It turns CUDA graphs off: what it sets is read in Python at
+    each forward, which a captured graph would freeze at its capture."""
     trunk, head = backbone_and_head(model)
     device = batch.input_ids.device
     B, P = batch.input_ids.shape
@@ -228,6 +233,8 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
     attn = getattr(trunk.config, "_attn_implementation", "sdpa")
     dtype = None if attn == "sdpa" else next(trunk.parameters()).dtype
     recorder = StaticKV.recorder()
+    if before_forward is not None:
+        before_forward(torch.arange(B, device=device))
     hidden = trunk(input_ids=batch.input_ids, attention_mask=group_mask(batch.attention_mask, 0, 0, dtype),
                    position_ids=positions, mm_token_type_ids=batch.mm_token_type_ids,
                    image_grid_thw=batch.image_grid_thw, use_cache=False, **cache_argument(trunk, recorder),
@@ -248,7 +255,7 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
 
     # 3. Decode. `alive` marks live slots that have not emitted an EOS (under graphs a bucket may
     # carry finished rows as padding: they compute, and nothing of theirs is kept).
-    use_graphs = cuda_graphs and device.type == "cuda"
+    use_graphs = cuda_graphs and device.type == "cuda" and before_forward is None
     buckets = use_graphs if bucketed is None else bucketed
     out = torch.full((N, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     alive = torch.ones(N, dtype=torch.bool, device=device)
@@ -280,6 +287,8 @@ def sample(model, batch: PromptBatch, images: ImageInputs, *, tokenizer, group_s
             use_graphs = step.graph is not None
         if generators is not None:
             keyed["prompt_of_row"] = index[live.rows]
+        if before_forward is not None:
+            before_forward(index[live.rows])
         tokens = process_logits(step(tokens, live.positions + t, live.mask, column), **options, **keyed, alive=alive)
 
     completion_ids = out[:, :max(steps, 1)]
