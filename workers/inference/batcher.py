@@ -24,7 +24,6 @@ final text (workers/inference/streams.py); all of them are queued before its fut
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -221,7 +220,7 @@ class Batcher:
         on_engine = [i for i, p in prompts.items() if uses_engine(p)]
         if on_engine:
             rows = RowStreams([s for i in on_engine for s in (streams[i] or [None] * sampling.n)])
-            with self._engine_network(name, location, [group[i][0].get("adapter_key") for i in on_engine]) as (
+            with self.models.routed(name, location, [group[i][0].get("adapter_key") for i in on_engine]) as (
                     net, routes):
                 for i, d in zip(on_engine, decode_with_engine(net, loaded, processor, [prompts[i] for i in on_engine],
                                                               sampling, rows or None, routes), strict=True):
@@ -242,18 +241,6 @@ class Batcher:
                 stream.finish(choice["text"])  # what was held back (a possible stop string's start)
             results.append(result)
         return results
-
-
-    @contextlib.contextmanager
-    def _engine_network(self, name: str, location: str, adapter_keys: list[str | None]):
-        """(network, routes) for one engine call: one adapter (or the base) switched on, or, when the
-        prompts ask for several, the rows routed to theirs."""
-        if len(set(adapter_keys)) == 1:
-            with self.models.network(name, location, adapter_keys[0]) as net:
-                yield net, None
-        else:
-            with self.models.routed(name, location, adapter_keys) as routed:
-                yield routed
 
 
 def _context_length(model) -> int:

@@ -110,9 +110,14 @@ class ModelCache:
 
     @contextlib.contextmanager
     def routed(self, name: str, location: str, adapter_keys: list[str | None]):
-        """The base's peft model with each row routed to its prompt's adapter (`adapter_keys[b]`, None for
-        the base) → (network, routes to pass the engine as `before_forward`). The adapters must be loaded
-        (`load_adapters`)."""
+        """The network for one engine call whose prompt b asks for `adapter_keys[b]` (None: the base) →
+        (network, routes to pass the engine as `before_forward`). One adapter for all (or none): that
+        adapter switched on and no routes, so the engine keeps its CUDA graphs. Several: the base's peft
+        model with each row routed to its prompt's adapter. The adapters must be loaded (`load_adapters`)."""
+        if len(set(adapter_keys)) == 1:
+            with self.network(name, location, adapter_keys[0]) as net:
+                yield net, None
+            return
         base = self._base(name, location)
         names = [BASE if key is None else adapter_name(key) for key in adapter_keys]
         with AdapterRoutes(base.peft, names) as routes:
